@@ -1,0 +1,88 @@
+#include "dc_dtype.h"
+#include "dc_float.h"
+#include <string.h>
+
+static const dc_dtype_traits TRAITS[DC_DT_COUNT] = {
+    [DC_DT_INVALID] = {"INVALID", 0, false},
+    [DC_DT_BOOL] = {"BOOL", 1, false},
+    [DC_DT_U8] = {"U8", 1, true},
+    [DC_DT_I8] = {"I8", 1, true},
+    [DC_DT_I16] = {"I16", 2, true},
+    [DC_DT_U16] = {"U16", 2, true},
+    [DC_DT_F16] = {"F16", 2, true},
+    [DC_DT_BF16] = {"BF16", 2, true},
+    [DC_DT_I32] = {"I32", 4, true},
+    [DC_DT_U32] = {"U32", 4, true},
+    [DC_DT_F32] = {"F32", 4, true},
+    [DC_DT_F64] = {"F64", 8, true},
+    [DC_DT_I64] = {"I64", 8, true},
+    [DC_DT_U64] = {"U64", 8, true},
+    [DC_DT_F8_E4M3] = {"F8_E4M3", 1, true},
+    [DC_DT_F8_E5M2] = {"F8_E5M2", 1, true},
+    [DC_DT_F8_E8M0] = {"F8_E8M0", 1, true},
+};
+
+const dc_dtype_traits *dc_dtype_info(dc_dtype t)
+{
+    if ((unsigned)t >= DC_DT_COUNT)
+        t = DC_DT_INVALID;
+    return &TRAITS[t];
+}
+
+const char *dc_dtype_name(dc_dtype t) { return dc_dtype_info(t)->st_name; }
+
+dc_dtype dc_dtype_from_name(const char *s)
+{
+    for (int i = 1; i < DC_DT_COUNT; i++)
+        if (!strcmp(s, TRAITS[i].st_name))
+            return (dc_dtype)i;
+    return DC_DT_INVALID;
+}
+
+bool dc_dtype_to_f32(dc_dtype t, const void *src, float *dst, int64_t n)
+{
+    const uint8_t *b = src;
+    switch (t) {
+    case DC_DT_F32: memcpy(dst, src, (size_t)n * 4); return true;
+    case DC_DT_BF16:
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t h; memcpy(&h, b + 2 * i, 2); dst[i] = dc_bf16_to_f32(h);
+        }
+        return true;
+    case DC_DT_F16: {
+        const float *tab = dc_f16_table();
+        for (int64_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, b + 2 * i, 2); dst[i] = tab[h]; }
+        return true;
+    }
+    case DC_DT_F8_E4M3: {
+        const float *tab = dc_e4m3_table();
+        for (int64_t i = 0; i < n; i++) dst[i] = tab[b[i]];
+        return true;
+    }
+    case DC_DT_F8_E5M2: for (int64_t i = 0; i < n; i++) dst[i] = dc_e5m2_to_f32(b[i]); return true;
+    case DC_DT_F8_E8M0: for (int64_t i = 0; i < n; i++) dst[i] = dc_e8m0_to_f32(b[i]); return true;
+    case DC_DT_F64: for (int64_t i = 0; i < n; i++) { double d; memcpy(&d, b + 8 * i, 8); dst[i] = (float)d; } return true;
+    case DC_DT_U8: for (int64_t i = 0; i < n; i++) dst[i] = b[i]; return true;
+    case DC_DT_I8: for (int64_t i = 0; i < n; i++) dst[i] = (int8_t)b[i]; return true;
+    case DC_DT_I16: for (int64_t i = 0; i < n; i++) { int16_t v; memcpy(&v, b + 2 * i, 2); dst[i] = v; } return true;
+    case DC_DT_U16: for (int64_t i = 0; i < n; i++) { uint16_t v; memcpy(&v, b + 2 * i, 2); dst[i] = v; } return true;
+    case DC_DT_I32: for (int64_t i = 0; i < n; i++) { int32_t v; memcpy(&v, b + 4 * i, 4); dst[i] = (float)v; } return true;
+    case DC_DT_U32: for (int64_t i = 0; i < n; i++) { uint32_t v; memcpy(&v, b + 4 * i, 4); dst[i] = (float)v; } return true;
+    case DC_DT_I64: for (int64_t i = 0; i < n; i++) { int64_t v; memcpy(&v, b + 8 * i, 8); dst[i] = (float)v; } return true;
+    case DC_DT_U64: for (int64_t i = 0; i < n; i++) { uint64_t v; memcpy(&v, b + 8 * i, 8); dst[i] = (float)v; } return true;
+    default: return false;
+    }
+}
+
+bool dc_dtype_from_f32(dc_dtype t, const float *src, void *dst, int64_t n)
+{
+    uint8_t *b = dst;
+    switch (t) {
+    case DC_DT_F32: memcpy(dst, src, (size_t)n * 4); return true;
+    case DC_DT_BF16: for (int64_t i = 0; i < n; i++) { uint16_t h = dc_f32_to_bf16(src[i]); memcpy(b + 2 * i, &h, 2); } return true;
+    case DC_DT_F16: for (int64_t i = 0; i < n; i++) { uint16_t h = dc_f32_to_f16(src[i]); memcpy(b + 2 * i, &h, 2); } return true;
+    case DC_DT_F8_E4M3: for (int64_t i = 0; i < n; i++) b[i] = dc_f32_to_e4m3(src[i]); return true;
+    case DC_DT_F8_E5M2: for (int64_t i = 0; i < n; i++) b[i] = dc_f32_to_e5m2(src[i]); return true;
+    default: return false;
+    }
+}

@@ -1,0 +1,353 @@
+#include "dc_config.h"
+#include "dc_io.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *dc_arch_name(dc_arch a)
+{
+    switch (a) {
+    case DC_ARCH_DEEPSEEK_V3: return "deepseek_v3";
+    case DC_ARCH_DEEPSEEK_V2: return "deepseek_v2";
+    default: return "unknown";
+    }
+}
+
+typedef struct jctx {
+    const cJSON *root;
+    const char *path;
+    dc_err *err;
+    dc_status st;
+} jctx;
+
+static const cJSON *jget(const cJSON *o, const char *k) { return cJSON_GetObjectItemCaseSensitive(o, k); }
+
+/* Integer field: required unless def_ok; range [lo, hi]. */
+static int64_t jint(jctx *c, const cJSON *o, const char *k, bool required, int64_t def, int64_t lo, int64_t hi)
+{
+    if (c->st)
+        return def;
+    const cJSON *v = jget(o, k);
+    if (!v || cJSON_IsNull(v)) {
+        if (required)
+            c->st = dc_err_set(c->err, DC_ERR_CONFIG, "%s: missing required field \"%s\"", c->path, k);
+        return def;
+    }
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble)) {
+        c->st = dc_err_set(c->err, DC_ERR_CONFIG, "%s: field \"%s\" must be an integer", c->path, k);
+        return def;
+    }
+    double d = v->valuedouble;
+    if (d < (double)lo || d > (double)hi) {
+        c->st = dc_err_set(c->err, DC_ERR_CONFIG, "%s: field \"%s\" = %.0f is out of range [%lld, %lld]", c->path, k,
+                           d, (long long)lo, (long long)hi);
+        return def;
+    }
+    return (int64_t)d;
+}
+
+static double jnum(jctx *c, const cJSON *o, const char *k, bool required, double def, double lo, double hi)
+{
+    if (c->st)
+        return def;
+    const cJSON *v = jget(o, k);
+    if (!v || cJSON_IsNull(v)) {
+        if (required)
+            c->st = dc_err_set(c->err, DC_ERR_CONFIG, "%s: missing required field \"%s\"", c->path, k);
+        return def;
+    }
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < lo || v->valuedouble > hi) {
+        c->st = dc_err_set(c->err, DC_ERR_CONFIG, "%s: field \"%s\" must be a number in [%g, %g]", c->path, k, lo, hi);
+        return def;
+    }
+    return v->valuedouble;
+}
+
+static void jstr(jctx *c, const cJSON *o, const char *k, char *dst, size_t cap, const char *def)
+{
+    snprintf(dst, cap, "%s", def);
+    if (c->st)
+        return;
+    const cJSON *v = jget(o, k);
+    if (!v || cJSON_IsNull(v))
+        return;
+    if (!cJSON_IsString(v)) {
+        c->st = dc_err_set(c->err, DC_ERR_CONFIG, "%s: field \"%s\" must be a string", c->path, k);
+        return;
+    }
+    if (strlen(v->valuestring) >= cap) {
+        c->st = dc_err_set(c->err, DC_ERR_CONFIG, "%s: field \"%s\" is too long", c->path, k);
+        return;
+    }
+    snprintf(dst, cap, "%s", v->valuestring);
+}
+
+static bool jbool(jctx *c, const cJSON *o, const char *k, bool def)
+{
+    if (c->st)
+        return def;
+    const cJSON *v = jget(o, k);
+    if (!v || cJSON_IsNull(v))
+        return def;
+    if (!cJSON_IsBool(v)) {
+        c->st = dc_err_set(c->err, DC_ERR_CONFIG, "%s: field \"%s\" must be true or false", c->path, k);
+        return def;
+    }
+    return cJSON_IsTrue(v);
+}
+
+#define BIG ((int64_t)1 << 40)
+
+dc_status dc_config_parse(const char *json, size_t len, const char *path, dc_config *cfg, dc_err *err)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!root || !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return dc_err_set(err, DC_ERR_CONFIG, "%s: not a JSON object", path);
+    }
+    jctx c = {root, path, err, DC_OK};
+    jstr(&c, root, "model_type", cfg->model_type, sizeof cfg->model_type, "");
+    const cJSON *archs = jget(root, "architectures");
+    if (cJSON_IsArray(archs) && cJSON_IsString(cJSON_GetArrayItem(archs, 0)))
+        snprintf(cfg->architecture, sizeof cfg->architecture, "%s", cJSON_GetArrayItem(archs, 0)->valuestring);
+    if (c.st)
+        goto done;
+    if (!strcmp(cfg->model_type, "deepseek_v3"))
+        cfg->arch = DC_ARCH_DEEPSEEK_V3;
+    else if (!strcmp(cfg->model_type, "deepseek_v2"))
+        cfg->arch = DC_ARCH_DEEPSEEK_V2;
+    else {
+        c.st = dc_err_set(err, DC_ERR_UNSUPPORTED,
+                          "%s: unsupported architecture: model_type \"%s\"%s%s%s (supported: deepseek_v3, deepseek_v2)",
+                          path, cfg->model_type[0] ? cfg->model_type : "(missing)",
+                          cfg->architecture[0] ? ", architectures [\"" : "", cfg->architecture,
+                          cfg->architecture[0] ? "\"]" : "");
+        goto done;
+    }
+    jstr(&c, root, "torch_dtype", cfg->torch_dtype, sizeof cfg->torch_dtype, "bfloat16");
+    cfg->vocab_size = jint(&c, root, "vocab_size", true, 0, 1, BIG);
+    cfg->hidden_size = jint(&c, root, "hidden_size", true, 0, 1, 1 << 20);
+    cfg->intermediate_size = jint(&c, root, "intermediate_size", true, 0, 1, 1 << 22);
+    cfg->moe_intermediate_size = jint(&c, root, "moe_intermediate_size", true, 0, 1, 1 << 22);
+    cfg->n_layers = (int)jint(&c, root, "num_hidden_layers", true, 0, 1, 100000);
+    cfg->n_mtp_layers = (int)jint(&c, root, "num_nextn_predict_layers", false, 0, 0, 64);
+    cfg->n_heads = (int)jint(&c, root, "num_attention_heads", true, 0, 1, 1 << 16);
+    cfg->n_kv_heads = (int)jint(&c, root, "num_key_value_heads", false, cfg->n_heads, 1, 1 << 16);
+    cfg->q_lora_rank = (int)jint(&c, root, "q_lora_rank", false, 0, 0, 1 << 20);
+    cfg->kv_lora_rank = (int)jint(&c, root, "kv_lora_rank", true, 0, 1, 1 << 20);
+    cfg->qk_nope_head_dim = (int)jint(&c, root, "qk_nope_head_dim", true, 0, 0, 1 << 16);
+    cfg->qk_rope_head_dim = (int)jint(&c, root, "qk_rope_head_dim", true, 0, 2, 1 << 16);
+    cfg->v_head_dim = (int)jint(&c, root, "v_head_dim", true, 0, 1, 1 << 16);
+    cfg->n_experts_routed = (int)jint(&c, root, "n_routed_experts", true, 0, 1, 1 << 20);
+    cfg->n_experts_shared = (int)jint(&c, root, "n_shared_experts", false, 0, 0, 1 << 10);
+    cfg->n_experts_per_tok = (int)jint(&c, root, "num_experts_per_tok", true, 0, 1, 1 << 20);
+    cfg->n_group = (int)jint(&c, root, "n_group", false, 1, 1, 1 << 20);
+    cfg->topk_group = (int)jint(&c, root, "topk_group", false, 1, 1, 1 << 20);
+    cfg->first_k_dense_replace = (int)jint(&c, root, "first_k_dense_replace", false, 0, 0, 100000);
+    cfg->moe_layer_freq = (int)jint(&c, root, "moe_layer_freq", false, 1, 1, 100000);
+    cfg->routed_scaling_factor = jnum(&c, root, "routed_scaling_factor", false, 1.0, 0, 1e6);
+    char sf[32];
+    jstr(&c, root, "scoring_func", sf, sizeof sf, "softmax");
+    jstr(&c, root, "topk_method", cfg->topk_method, sizeof cfg->topk_method,
+         cfg->arch == DC_ARCH_DEEPSEEK_V3 ? "noaux_tc" : "greedy");
+    cfg->norm_topk_prob = jbool(&c, root, "norm_topk_prob", false);
+    cfg->rope_theta = jnum(&c, root, "rope_theta", false, 10000.0, 1e-6, 1e12);
+    cfg->rms_norm_eps = jnum(&c, root, "rms_norm_eps", false, 1e-6, 0, 1);
+    cfg->max_position_embeddings = jint(&c, root, "max_position_embeddings", false, 4096, 1, BIG);
+    cfg->bos_token_id = jint(&c, root, "bos_token_id", false, -1, -1, BIG);
+    cfg->eos_token_id = jint(&c, root, "eos_token_id", false, -1, -1, BIG);
+    cfg->tie_word_embeddings = jbool(&c, root, "tie_word_embeddings", false);
+    if (c.st)
+        goto done;
+
+    if (!strcmp(sf, "softmax"))
+        cfg->scoring_func = DC_SCORE_SOFTMAX;
+    else if (!strcmp(sf, "sigmoid"))
+        cfg->scoring_func = DC_SCORE_SIGMOID;
+    else {
+        c.st = dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: unsupported scoring_func \"%s\" (softmax or sigmoid)", path, sf);
+        goto done;
+    }
+    if (strcmp(cfg->topk_method, "noaux_tc") && strcmp(cfg->topk_method, "greedy") &&
+        strcmp(cfg->topk_method, "group_limited_greedy")) {
+        c.st = dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: unsupported topk_method \"%s\"", path, cfg->topk_method);
+        goto done;
+    }
+    cfg->has_router_bias = !strcmp(cfg->topk_method, "noaux_tc");
+
+    const cJSON *rs = jget(root, "rope_scaling");
+    if (rs && !cJSON_IsNull(rs)) {
+        if (!cJSON_IsObject(rs)) {
+            c.st = dc_err_set(err, DC_ERR_CONFIG, "%s: rope_scaling must be an object or null", path);
+            goto done;
+        }
+        char type[32];
+        jstr(&c, rs, "type", type, sizeof type, "");
+        if (!type[0])
+            jstr(&c, rs, "rope_type", type, sizeof type, "");
+        if (c.st)
+            goto done;
+        if (strcmp(type, "yarn")) {
+            c.st = dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: unsupported rope_scaling type \"%s\" (yarn)", path, type);
+            goto done;
+        }
+        cfg->rope_yarn = true;
+        cfg->rope_factor = jnum(&c, rs, "factor", true, 1, 1e-6, 1e6);
+        cfg->rope_original_max_pos = jint(&c, rs, "original_max_position_embeddings", false, 4096, 1, BIG);
+        cfg->rope_beta_fast = jnum(&c, rs, "beta_fast", false, 32, 0, 1e6);
+        cfg->rope_beta_slow = jnum(&c, rs, "beta_slow", false, 1, 0, 1e6);
+        cfg->rope_mscale = jnum(&c, rs, "mscale", false, 1, 0, 1e6);
+        cfg->rope_mscale_all_dim = jnum(&c, rs, "mscale_all_dim", false, 0, 0, 1e6);
+    }
+
+    const cJSON *qc = jget(root, "quantization_config");
+    if (qc && !cJSON_IsNull(qc)) {
+        char method[32];
+        jstr(&c, qc, "quant_method", method, sizeof method, "");
+        if (c.st)
+            goto done;
+        if (strcmp(method, "fp8")) {
+            c.st = dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: unsupported quantization_config.quant_method \"%s\" (fp8)",
+                              path, method);
+            goto done;
+        }
+        cfg->quant_fp8 = true;
+        jstr(&c, qc, "fmt", cfg->quant_fmt, sizeof cfg->quant_fmt, "e4m3");
+        jstr(&c, qc, "activation_scheme", cfg->activation_scheme, sizeof cfg->activation_scheme, "dynamic");
+        char scf[16];
+        jstr(&c, qc, "scale_fmt", scf, sizeof scf, "");
+        if (c.st)
+            goto done;
+        if (strcmp(cfg->quant_fmt, "e4m3")) {
+            c.st = dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: unsupported quantization_config.fmt \"%s\" (e4m3)", path,
+                              cfg->quant_fmt);
+            goto done;
+        }
+        if (!scf[0] || !strcmp(scf, "f32") || !strcmp(scf, "float32"))
+            cfg->scale_fmt = DC_SCALE_F32;
+        else if (!strcmp(scf, "ue8m0"))
+            cfg->scale_fmt = DC_SCALE_UE8M0;
+        else {
+            c.st = dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: unknown quantization_config.scale_fmt \"%s\" (ue8m0)", path,
+                              scf);
+            goto done;
+        }
+        cfg->block_rows = cfg->block_cols = 128;
+        const cJSON *bs = jget(qc, "weight_block_size");
+        if (bs) {
+            if (!cJSON_IsArray(bs) || cJSON_GetArraySize(bs) != 2 || !cJSON_IsNumber(cJSON_GetArrayItem(bs, 0)) ||
+                !cJSON_IsNumber(cJSON_GetArrayItem(bs, 1))) {
+                c.st = dc_err_set(err, DC_ERR_CONFIG, "%s: quantization_config.weight_block_size must be [rows, cols]",
+                                  path);
+                goto done;
+            }
+            double r = cJSON_GetArrayItem(bs, 0)->valuedouble, k = cJSON_GetArrayItem(bs, 1)->valuedouble;
+            if (r < 1 || r > 65536 || k < 1 || k > 65536 || r != floor(r) || k != floor(k)) {
+                c.st = dc_err_set(err, DC_ERR_CONFIG, "%s: quantization_config.weight_block_size [%g, %g] is invalid",
+                                  path, r, k);
+                goto done;
+            }
+            cfg->block_rows = (int)r;
+            cfg->block_cols = (int)k;
+        }
+    }
+
+    /* consistency */
+    if (cfg->n_experts_per_tok > cfg->n_experts_routed)
+        c.st = dc_err_set(err, DC_ERR_CONFIG, "%s: num_experts_per_tok %d exceeds n_routed_experts %d", path,
+                          cfg->n_experts_per_tok, cfg->n_experts_routed);
+    else if (cfg->n_experts_routed % cfg->n_group)
+        c.st = dc_err_set(err, DC_ERR_CONFIG, "%s: n_routed_experts %d is not divisible by n_group %d", path,
+                          cfg->n_experts_routed, cfg->n_group);
+    else if (cfg->topk_group > cfg->n_group)
+        c.st = dc_err_set(err, DC_ERR_CONFIG, "%s: topk_group %d exceeds n_group %d", path, cfg->topk_group,
+                          cfg->n_group);
+    else if ((int64_t)cfg->topk_group * (cfg->n_experts_routed / cfg->n_group) < cfg->n_experts_per_tok)
+        c.st = dc_err_set(err, DC_ERR_CONFIG,
+                          "%s: topk_group %d groups of %d experts cannot supply num_experts_per_tok %d", path,
+                          cfg->topk_group, cfg->n_experts_routed / cfg->n_group, cfg->n_experts_per_tok);
+    else if (cfg->qk_rope_head_dim % 2)
+        c.st = dc_err_set(err, DC_ERR_CONFIG, "%s: qk_rope_head_dim %d must be even", path, cfg->qk_rope_head_dim);
+    else if (cfg->first_k_dense_replace > cfg->n_layers)
+        c.st = dc_err_set(err, DC_ERR_CONFIG, "%s: first_k_dense_replace %d exceeds num_hidden_layers %d", path,
+                          cfg->first_k_dense_replace, cfg->n_layers);
+    else if (cfg->bos_token_id >= cfg->vocab_size || cfg->eos_token_id >= cfg->vocab_size)
+        c.st = dc_err_set(err, DC_ERR_CONFIG, "%s: bos_token_id %lld / eos_token_id %lld out of vocab_size %lld", path,
+                          (long long)cfg->bos_token_id, (long long)cfg->eos_token_id, (long long)cfg->vocab_size);
+    else if (cfg->n_kv_heads != cfg->n_heads)
+        c.st = dc_err_set(err, DC_ERR_CONFIG, "%s: num_key_value_heads %d differs from num_attention_heads %d (MLA has none)",
+                          path, cfg->n_kv_heads, cfg->n_heads);
+done:
+    cJSON_Delete(root);
+    return c.st;
+}
+
+dc_status dc_config_load(const char *dir, dc_config *cfg, dc_err *err)
+{
+    char *p = dc_path_join(dir, "config.json");
+    if (!p)
+        return dc_err_set(err, DC_ERR_NOMEM, "out of memory");
+    char *buf;
+    size_t len;
+    dc_status s = dc_read_file(p, &buf, &len, 16u << 20, err);
+    if (s == DC_OK) {
+        s = dc_config_parse(buf, len, p, cfg, err);
+        free(buf);
+    } else if (s == DC_ERR_IO) {
+        s = dc_err_set(err, DC_ERR_CONFIG, "%s: missing or unreadable config.json", p);
+    }
+    free(p);
+    return s;
+}
+
+bool dc_config_layer_is_moe(const dc_config *c, int layer)
+{
+    if (layer >= c->n_layers)
+        return true; /* MTP layers are MoE decoder layers */
+    return layer >= c->first_k_dense_replace && layer % c->moe_layer_freq == 0;
+}
+
+static int64_t attn_params(const dc_config *c)
+{
+    int64_t H = c->hidden_size, nh = c->n_heads, qd = c->qk_nope_head_dim + c->qk_rope_head_dim;
+    int64_t p = 2 * H; /* input + post-attention norms */
+    if (c->q_lora_rank)
+        p += (int64_t)c->q_lora_rank * H + c->q_lora_rank + nh * qd * c->q_lora_rank;
+    else
+        p += nh * qd * H;
+    p += (int64_t)(c->kv_lora_rank + c->qk_rope_head_dim) * H + c->kv_lora_rank;
+    p += nh * (c->qk_nope_head_dim + c->v_head_dim) * (int64_t)c->kv_lora_rank;
+    p += H * nh * c->v_head_dim;
+    return p;
+}
+
+void dc_config_param_counts(const dc_config *c, int64_t *total, int64_t *active, int64_t *mtp)
+{
+    int64_t H = c->hidden_size, V = c->vocab_size;
+    int64_t expert = 3 * H * c->moe_intermediate_size;
+    int64_t moe_common = (int64_t)c->n_experts_routed * H + (c->has_router_bias ? c->n_experts_routed : 0) +
+                         (int64_t)c->n_experts_shared * expert;
+    int64_t t = V * H * (c->tie_word_embeddings ? 1 : 2) + H, a = t;
+    for (int i = 0; i < c->n_layers; i++) {
+        int64_t at = attn_params(c);
+        t += at;
+        a += at;
+        if (dc_config_layer_is_moe(c, i)) {
+            t += moe_common + (int64_t)c->n_experts_routed * expert;
+            a += moe_common + (int64_t)c->n_experts_per_tok * expert;
+        } else {
+            t += 3 * H * c->intermediate_size;
+            a += 3 * H * c->intermediate_size;
+        }
+    }
+    int64_t m = 0;
+    for (int k = 0; k < c->n_mtp_layers; k++)
+        m += attn_params(c) + moe_common + (int64_t)c->n_experts_routed * expert + 2 * V * H + 3 * H + 2 * H * H;
+    if (total) *total = t;
+    if (active) *active = a;
+    if (mtp) *mtp = m;
+}

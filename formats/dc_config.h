@@ -1,0 +1,73 @@
+/* Model configuration: Hugging Face config.json -> validated struct, for the DeepSeek families. */
+#ifndef DC_CONFIG_H
+#define DC_CONFIG_H
+#include "dc_common.h"
+
+typedef enum dc_arch {
+    DC_ARCH_UNKNOWN = 0,
+    DC_ARCH_DEEPSEEK_V3, /* model_type deepseek_v3: V3, R1, V3.1 */
+    DC_ARCH_DEEPSEEK_V2, /* model_type deepseek_v2: V2, V2-Lite, V2.5 */
+} dc_arch;
+
+typedef enum dc_score_func { DC_SCORE_SOFTMAX = 0, DC_SCORE_SIGMOID = 1 } dc_score_func;
+typedef enum dc_scale_fmt { DC_SCALE_F32 = 0, DC_SCALE_UE8M0 = 1 } dc_scale_fmt;
+
+typedef struct dc_config {
+    dc_arch arch;
+    char model_type[32];
+    char architecture[64];
+    char torch_dtype[16];
+
+    int64_t vocab_size;
+    int64_t hidden_size;
+    int64_t intermediate_size;     /* dense MLP */
+    int64_t moe_intermediate_size; /* per routed expert */
+    int n_layers;                  /* num_hidden_layers (MTP layers not included) */
+    int n_mtp_layers;              /* num_nextn_predict_layers */
+    int n_heads;
+    int n_kv_heads;
+    int q_lora_rank; /* 0 = plain q_proj */
+    int kv_lora_rank;
+    int qk_nope_head_dim, qk_rope_head_dim, v_head_dim;
+
+    int n_experts_routed;
+    int n_experts_shared;
+    int n_experts_per_tok;
+    int n_group, topk_group;
+    int first_k_dense_replace;
+    int moe_layer_freq;
+    double routed_scaling_factor;
+    dc_score_func scoring_func;
+    char topk_method[32];
+    bool norm_topk_prob;
+    bool has_router_bias; /* e_score_correction_bias present (topk_method noaux_tc) */
+
+    double rope_theta;
+    double rms_norm_eps;
+    int64_t max_position_embeddings;
+    bool rope_yarn;
+    double rope_factor, rope_mscale, rope_mscale_all_dim, rope_beta_fast, rope_beta_slow;
+    int64_t rope_original_max_pos;
+
+    int64_t bos_token_id, eos_token_id;
+    bool tie_word_embeddings;
+
+    /* quantization_config (the FP8 release) */
+    bool quant_fp8;
+    char quant_fmt[16];
+    dc_scale_fmt scale_fmt;
+    int block_rows, block_cols;
+    char activation_scheme[32];
+} dc_config;
+
+/* Parses config.json text. path is used in messages. */
+dc_status dc_config_parse(const char *json, size_t len, const char *path, dc_config *cfg, dc_err *err);
+/* Loads dir/config.json. */
+dc_status dc_config_load(const char *dir, dc_config *cfg, dc_err *err);
+const char *dc_arch_name(dc_arch a);
+/* Layer i (< n_layers + n_mtp_layers) has a routed-expert MLP. */
+bool dc_config_layer_is_moe(const dc_config *c, int layer);
+/* Total parameters and parameters activated per token (main model, MTP layers excluded). */
+void dc_config_param_counts(const dc_config *c, int64_t *total, int64_t *active, int64_t *mtp);
+
+#endif

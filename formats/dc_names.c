@@ -1,0 +1,276 @@
+#include "dc_names.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *ROLE_NAMES[DC_ROLE_COUNT] = {
+    "unknown", "embed", "lm_head", "final_norm", "attn_norm", "ffn_norm",
+    "q_proj", "q_a_proj", "q_a_norm", "q_b_proj", "kv_a_proj", "kv_a_norm", "kv_b_proj", "o_proj",
+    "mlp_gate", "mlp_up", "mlp_down", "router", "router_bias",
+    "expert_gate", "expert_up", "expert_down", "shexp_gate", "shexp_up", "shexp_down",
+    "mtp_embed", "mtp_enorm", "mtp_hnorm", "mtp_eh_proj", "mtp_head_norm", "mtp_head",
+};
+
+const char *dc_role_name(dc_role r) { return (unsigned)r < DC_ROLE_COUNT ? ROLE_NAMES[r] : "unknown"; }
+
+/* Layer-level suffixes (after "model.layers.N.") */
+static const struct { const char *suffix; dc_role role; } LAYER_SUFFIX[] = {
+    {"input_layernorm.weight", DC_ROLE_ATTN_NORM},
+    {"post_attention_layernorm.weight", DC_ROLE_FFN_NORM},
+    {"self_attn.q_proj.weight", DC_ROLE_Q_PROJ},
+    {"self_attn.q_a_proj.weight", DC_ROLE_Q_A_PROJ},
+    {"self_attn.q_a_layernorm.weight", DC_ROLE_Q_A_NORM},
+    {"self_attn.q_b_proj.weight", DC_ROLE_Q_B_PROJ},
+    {"self_attn.kv_a_proj_with_mqa.weight", DC_ROLE_KV_A_PROJ},
+    {"self_attn.kv_a_layernorm.weight", DC_ROLE_KV_A_NORM},
+    {"self_attn.kv_b_proj.weight", DC_ROLE_KV_B_PROJ},
+    {"self_attn.o_proj.weight", DC_ROLE_O_PROJ},
+    {"mlp.gate_proj.weight", DC_ROLE_MLP_GATE},
+    {"mlp.up_proj.weight", DC_ROLE_MLP_UP},
+    {"mlp.down_proj.weight", DC_ROLE_MLP_DOWN},
+    {"mlp.gate.weight", DC_ROLE_ROUTER},
+    {"mlp.gate.e_score_correction_bias", DC_ROLE_ROUTER_BIAS},
+    {"mlp.shared_experts.gate_proj.weight", DC_ROLE_SHEXP_GATE},
+    {"mlp.shared_experts.up_proj.weight", DC_ROLE_SHEXP_UP},
+    {"mlp.shared_experts.down_proj.weight", DC_ROLE_SHEXP_DOWN},
+    {"embed_tokens.weight", DC_ROLE_MTP_EMBED},
+    {"enorm.weight", DC_ROLE_MTP_ENORM},
+    {"hnorm.weight", DC_ROLE_MTP_HNORM},
+    {"eh_proj.weight", DC_ROLE_MTP_EH_PROJ},
+    {"shared_head.norm.weight", DC_ROLE_MTP_HEAD_NORM},
+    {"shared_head.head.weight", DC_ROLE_MTP_HEAD},
+};
+#define N_LAYER_SUFFIX (sizeof LAYER_SUFFIX / sizeof LAYER_SUFFIX[0])
+
+bool dc_role_is_fp8(dc_role r)
+{
+    switch (r) {
+    case DC_ROLE_Q_PROJ: case DC_ROLE_Q_A_PROJ: case DC_ROLE_Q_B_PROJ: case DC_ROLE_KV_A_PROJ:
+    case DC_ROLE_KV_B_PROJ: case DC_ROLE_O_PROJ: case DC_ROLE_MLP_GATE: case DC_ROLE_MLP_UP:
+    case DC_ROLE_MLP_DOWN: case DC_ROLE_EXP_GATE: case DC_ROLE_EXP_UP: case DC_ROLE_EXP_DOWN:
+    case DC_ROLE_SHEXP_GATE: case DC_ROLE_SHEXP_UP: case DC_ROLE_SHEXP_DOWN:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool is_mtp_only(dc_role r) { return r >= DC_ROLE_MTP_EMBED && r <= DC_ROLE_MTP_HEAD; }
+
+/* Parses a decimal index at *p; advances; rejects leading zeros and overflow. */
+static bool parse_index(const char **p, int *out)
+{
+    const char *s = *p;
+    if (*s < '0' || *s > '9' || (s[0] == '0' && s[1] >= '0' && s[1] <= '9'))
+        return false;
+    long v = 0;
+    while (*s >= '0' && *s <= '9') {
+        v = v * 10 + (*s - '0');
+        if (v > 1000000000)
+            return false;
+        s++;
+    }
+    *out = (int)v;
+    *p = s;
+    return true;
+}
+
+bool dc_name_parse(const dc_config *c, const char *name, dc_name_info *info)
+{
+    memset(info, 0, sizeof *info);
+    info->layer = info->expert = -1;
+    char buf[512];
+    size_t len = strlen(name);
+    if (len >= sizeof buf)
+        return false;
+    memcpy(buf, name, len + 1);
+    const char *SC = "_scale_inv";
+    if (dc_str_ends_with(buf, ".weight_scale_inv")) {
+        buf[len - strlen(SC)] = 0;
+        info->is_scale = true;
+    }
+    const char *n = buf;
+    if (!strcmp(n, "model.embed_tokens.weight")) info->role = DC_ROLE_EMBED;
+    else if (!strcmp(n, "lm_head.weight")) info->role = DC_ROLE_LM_HEAD;
+    else if (!strcmp(n, "model.norm.weight")) info->role = DC_ROLE_FINAL_NORM;
+    else if (!strncmp(n, "model.layers.", 13)) {
+        const char *p = n + 13;
+        if (!parse_index(&p, &info->layer) || *p != '.')
+            return false;
+        p++;
+        if (!strncmp(p, "mlp.experts.", 12)) {
+            const char *q = p + 12;
+            if (!parse_index(&q, &info->expert) || *q != '.')
+                return false;
+            q++;
+            if (!strcmp(q, "gate_proj.weight")) info->role = DC_ROLE_EXP_GATE;
+            else if (!strcmp(q, "up_proj.weight")) info->role = DC_ROLE_EXP_UP;
+            else if (!strcmp(q, "down_proj.weight")) info->role = DC_ROLE_EXP_DOWN;
+            else return false;
+        } else {
+            for (size_t i = 0; i < N_LAYER_SUFFIX; i++)
+                if (!strcmp(p, LAYER_SUFFIX[i].suffix)) {
+                    info->role = LAYER_SUFFIX[i].role;
+                    break;
+                }
+            if (!info->role)
+                return false;
+        }
+        info->is_mtp = info->layer >= c->n_layers;
+        if (is_mtp_only(info->role) && !info->is_mtp)
+            return false;
+    } else
+        return false;
+    if (info->is_scale && !dc_role_is_fp8(info->role))
+        return false;
+    return true;
+}
+
+void dc_name_build(const dc_name_info *info, char *buf, size_t cap)
+{
+    const char *sc = info->is_scale ? "_scale_inv" : "";
+    switch (info->role) {
+    case DC_ROLE_EMBED: snprintf(buf, cap, "model.embed_tokens.weight%s", sc); return;
+    case DC_ROLE_LM_HEAD: snprintf(buf, cap, "lm_head.weight%s", sc); return;
+    case DC_ROLE_FINAL_NORM: snprintf(buf, cap, "model.norm.weight%s", sc); return;
+    case DC_ROLE_EXP_GATE: case DC_ROLE_EXP_UP: case DC_ROLE_EXP_DOWN:
+        snprintf(buf, cap, "model.layers.%d.mlp.experts.%d.%s_proj.weight%s", info->layer, info->expert,
+                 info->role == DC_ROLE_EXP_GATE ? "gate" : info->role == DC_ROLE_EXP_UP ? "up" : "down", sc);
+        return;
+    default:
+        for (size_t i = 0; i < N_LAYER_SUFFIX; i++)
+            if (LAYER_SUFFIX[i].role == info->role) {
+                snprintf(buf, cap, "model.layers.%d.%s%s", info->layer, LAYER_SUFFIX[i].suffix, sc);
+                return;
+            }
+        snprintf(buf, cap, "?");
+    }
+}
+
+typedef struct elist {
+    dc_expect *v;
+    size_t n, cap;
+    bool scales;
+    int br, bc;
+    bool oom;
+} elist;
+
+static void push(elist *l, dc_role role, int layer, int expert, int ndim, int64_t d0, int64_t d1)
+{
+    if (l->oom)
+        return;
+    for (int k = 0; k < 2; k++) {
+        bool fp8 = dc_role_is_fp8(role);
+        if (k == 1 && !(fp8 && l->scales))
+            break;
+        if (!dc_grow((void **)&l->v, &l->cap, l->n + 1, sizeof *l->v)) {
+            l->oom = true;
+            return;
+        }
+        dc_expect *e = &l->v[l->n];
+        memset(e, 0, sizeof *e);
+        e->info.role = role;
+        e->info.layer = layer;
+        e->info.expert = expert;
+        e->info.is_scale = k == 1;
+        e->fp8 = fp8 && k == 0;
+        e->ndim = ndim;
+        if (k == 0) {
+            e->shape[0] = d0;
+            e->shape[1] = d1;
+        } else {
+            e->shape[0] = (d0 + l->br - 1) / l->br;
+            e->shape[1] = (d1 + l->bc - 1) / l->bc;
+        }
+        char buf[256];
+        dc_name_build(&e->info, buf, sizeof buf);
+        e->name = dc_strdup(buf);
+        if (!e->name) {
+            l->oom = true;
+            return;
+        }
+        l->n++;
+    }
+}
+
+static void push_layer(elist *l, const dc_config *c, int i)
+{
+    int64_t H = c->hidden_size, nh = c->n_heads;
+    int64_t qd = c->qk_nope_head_dim + c->qk_rope_head_dim;
+    push(l, DC_ROLE_ATTN_NORM, i, -1, 1, H, 0);
+    if (c->q_lora_rank) {
+        push(l, DC_ROLE_Q_A_PROJ, i, -1, 2, c->q_lora_rank, H);
+        push(l, DC_ROLE_Q_A_NORM, i, -1, 1, c->q_lora_rank, 0);
+        push(l, DC_ROLE_Q_B_PROJ, i, -1, 2, nh * qd, c->q_lora_rank);
+    } else {
+        push(l, DC_ROLE_Q_PROJ, i, -1, 2, nh * qd, H);
+    }
+    push(l, DC_ROLE_KV_A_PROJ, i, -1, 2, c->kv_lora_rank + c->qk_rope_head_dim, H);
+    push(l, DC_ROLE_KV_A_NORM, i, -1, 1, c->kv_lora_rank, 0);
+    push(l, DC_ROLE_KV_B_PROJ, i, -1, 2, nh * (c->qk_nope_head_dim + c->v_head_dim), c->kv_lora_rank);
+    push(l, DC_ROLE_O_PROJ, i, -1, 2, H, nh * c->v_head_dim);
+    push(l, DC_ROLE_FFN_NORM, i, -1, 1, H, 0);
+    if (!dc_config_layer_is_moe(c, i)) {
+        push(l, DC_ROLE_MLP_GATE, i, -1, 2, c->intermediate_size, H);
+        push(l, DC_ROLE_MLP_UP, i, -1, 2, c->intermediate_size, H);
+        push(l, DC_ROLE_MLP_DOWN, i, -1, 2, H, c->intermediate_size);
+        return;
+    }
+    int64_t mi = c->moe_intermediate_size;
+    push(l, DC_ROLE_ROUTER, i, -1, 2, c->n_experts_routed, H);
+    if (c->has_router_bias)
+        push(l, DC_ROLE_ROUTER_BIAS, i, -1, 1, c->n_experts_routed, 0);
+    for (int e = 0; e < c->n_experts_routed; e++) {
+        push(l, DC_ROLE_EXP_GATE, i, e, 2, mi, H);
+        push(l, DC_ROLE_EXP_UP, i, e, 2, mi, H);
+        push(l, DC_ROLE_EXP_DOWN, i, e, 2, H, mi);
+    }
+    if (c->n_experts_shared) {
+        int64_t si = mi * c->n_experts_shared;
+        push(l, DC_ROLE_SHEXP_GATE, i, -1, 2, si, H);
+        push(l, DC_ROLE_SHEXP_UP, i, -1, 2, si, H);
+        push(l, DC_ROLE_SHEXP_DOWN, i, -1, 2, H, si);
+    }
+}
+
+dc_status dc_expect_build(const dc_config *c, bool with_scales, dc_expect **list, size_t *n, dc_err *err)
+{
+    elist l = {0};
+    l.scales = with_scales;
+    l.br = c->block_rows ? c->block_rows : 128;
+    l.bc = c->block_cols ? c->block_cols : 128;
+    int64_t H = c->hidden_size, V = c->vocab_size;
+    push(&l, DC_ROLE_EMBED, -1, -1, 2, V, H);
+    for (int i = 0; i < c->n_layers; i++)
+        push_layer(&l, c, i);
+    push(&l, DC_ROLE_FINAL_NORM, -1, -1, 1, H, 0);
+    if (!c->tie_word_embeddings)
+        push(&l, DC_ROLE_LM_HEAD, -1, -1, 2, V, H);
+    for (int k = 0; k < c->n_mtp_layers; k++) {
+        int i = c->n_layers + k;
+        push(&l, DC_ROLE_MTP_EMBED, i, -1, 2, V, H);
+        push(&l, DC_ROLE_MTP_ENORM, i, -1, 1, H, 0);
+        push(&l, DC_ROLE_MTP_HNORM, i, -1, 1, H, 0);
+        push(&l, DC_ROLE_MTP_EH_PROJ, i, -1, 2, H, 2 * H);
+        push_layer(&l, c, i);
+        push(&l, DC_ROLE_MTP_HEAD_NORM, i, -1, 1, H, 0);
+        push(&l, DC_ROLE_MTP_HEAD, i, -1, 2, V, H);
+    }
+    for (size_t i = 0; i < l.n; i++)
+        l.v[i].info.is_mtp = l.v[i].info.layer >= c->n_layers;
+    if (l.oom) {
+        dc_expect_free(l.v, l.n);
+        return dc_err_set(err, DC_ERR_NOMEM, "out of memory building the expected tensor list");
+    }
+    *list = l.v;
+    *n = l.n;
+    return DC_OK;
+}
+
+void dc_expect_free(dc_expect *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(list[i].name);
+    free(list);
+}

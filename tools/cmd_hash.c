@@ -1,0 +1,60 @@
+/* deepcast hash MODEL: one line per tensor, "name dtype shape xxh3-64", sorted by name. */
+#include "cli_util.h"
+#include "cmds.h"
+#include "dc_ckpt.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+static const char *USAGE = "usage: deepcast hash MODEL\n"
+                           "  prints 'name dtype shape xxh3-64' for every tensor, sorted by name, so that two\n"
+                           "  checkpoints can be compared with diff whatever their sharding.\n";
+
+int cmd_hash(int argc, char **argv)
+{
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(USAGE, stdout);
+            return 0;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            cli_error("hash: unknown option '%s'; try 'deepcast hash --help'", argv[i]);
+            return DC_ERR_USAGE;
+        } else if (!path) path = argv[i];
+        else {
+            cli_error("hash: unexpected argument '%s'", argv[i]);
+            return DC_ERR_USAGE;
+        }
+    }
+    if (!path) {
+        cli_error("hash: missing MODEL; try 'deepcast hash --help'");
+        return DC_ERR_USAGE;
+    }
+    dc_err err = {0};
+    dc_ckpt *ck;
+    dc_status st = dc_ckpt_open(path, &ck, &err);
+    if (st) {
+        cli_error("hash: %s", err.msg);
+        return st;
+    }
+    size_t n = ck->n_tensors;
+    uint64_t *h = malloc((n ? n : 1) * sizeof *h);
+    if (!h) {
+        dc_ckpt_close(ck);
+        cli_error("hash: out of memory");
+        return DC_ERR_NOMEM;
+    }
+#pragma omp parallel for schedule(dynamic, 1)
+    for (long i = 0; i < (long)n; i++)
+        h[i] = XXH3_64bits(ck->tensors[i]->data, (size_t)ck->tensors[i]->nbytes);
+    for (size_t i = 0; i < n; i++) {
+        const dc_tensor *t = ck->tensors[i];
+        char sb[128];
+        printf("%s %s %s %016llx\n", t->name, dc_dtype_name(t->dtype), dc_shape_str(t->ndim, t->shape, sb, sizeof sb),
+               (unsigned long long)h[i]);
+    }
+    free(h);
+    dc_ckpt_close(ck);
+    return 0;
+}
