@@ -86,6 +86,24 @@ static uint8_t round_small(float a, int mbits, int bias, uint8_t max_code)
 
 uint8_t dc_f32_to_e4m3(float f)
 {
+    uint32_t u = dc_f32_bits(f);
+    uint8_t s = (uint8_t)((u >> 24) & 0x80);
+    uint32_t a = u & 0x7fffffffu;
+    if (a > 0x7f800000u)
+        return 0x7f;
+    if (a >= 0x43e00000u) /* >= 448 */
+        return s | 0x7e;
+    if (a < 0x3c800000u) { /* below 2^-6: subnormal quanta of 2^-9, rounded by the FPU (ties even) */
+        float r = dc_bits_f32(a) + 16384.0f; /* 2^14: ulp becomes 2^-9 */
+        return s | (uint8_t)(dc_f32_bits(r) - 0x46800000u);
+    }
+    a += 0x7ffffu + ((a >> 20) & 1); /* round the mantissa to 3 bits, ties to even */
+    uint32_t code = (a >> 20) - ((127 - 7) << 3);
+    return s | (uint8_t)(code > 0x7e ? 0x7e : code);
+}
+
+uint8_t dc_f32_to_e4m3_ref(float f)
+{
     if (isnan(f))
         return 0x7f;
     uint8_t s = signbit(f) ? 0x80 : 0;

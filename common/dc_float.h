@@ -28,6 +28,8 @@ uint16_t dc_f32_to_f16(float f);
 float dc_e4m3_to_f32(uint8_t v);
 /* Round to nearest even; |x| beyond 448 saturates to +-448; NaN -> 0x7f. */
 uint8_t dc_f32_to_e4m3(float f);
+/* Slow reference implementation (frexp/ldexp), for tests of the fast one. */
+uint8_t dc_f32_to_e4m3_ref(float f);
 /* FP8 e5m2: IEEE-like, bias 15, with infinities. */
 float dc_e5m2_to_f32(uint8_t v);
 uint8_t dc_f32_to_e5m2(float f);

@@ -351,3 +351,93 @@ void dc_config_param_counts(const dc_config *c, int64_t *total, int64_t *active,
     if (active) *active = a;
     if (mtp) *mtp = m;
 }
+
+char *dc_config_to_json(const dc_config *c)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    bool v3 = c->arch == DC_ARCH_DEEPSEEK_V3;
+    cJSON *a = cJSON_AddArrayToObject(o, "architectures");
+    cJSON_AddItemToArray(a, cJSON_CreateString(c->architecture[0] ? c->architecture
+                                               : v3 ? "DeepseekV3ForCausalLM" : "DeepseekV2ForCausalLM"));
+    cJSON_AddFalseToObject(o, "attention_bias");
+    cJSON_AddNumberToObject(o, "attention_dropout", 0.0);
+    cJSON *am = cJSON_AddObjectToObject(o, "auto_map");
+    cJSON_AddStringToObject(am, "AutoConfig", v3 ? "configuration_deepseek.DeepseekV3Config" : "configuration_deepseek.DeepseekV2Config");
+    cJSON_AddStringToObject(am, "AutoModel", v3 ? "modeling_deepseek.DeepseekV3Model" : "modeling_deepseek.DeepseekV2Model");
+    cJSON_AddStringToObject(am, "AutoModelForCausalLM",
+                            v3 ? "modeling_deepseek.DeepseekV3ForCausalLM" : "modeling_deepseek.DeepseekV2ForCausalLM");
+    if (!v3)
+        cJSON_AddNumberToObject(o, "aux_loss_alpha", 0.001);
+    cJSON_AddNumberToObject(o, "bos_token_id", (double)c->bos_token_id);
+    cJSON_AddNumberToObject(o, "eos_token_id", (double)c->eos_token_id);
+    cJSON_AddNumberToObject(o, "ep_size", 1);
+    cJSON_AddNumberToObject(o, "first_k_dense_replace", c->first_k_dense_replace);
+    cJSON_AddStringToObject(o, "hidden_act", "silu");
+    cJSON_AddNumberToObject(o, "hidden_size", (double)c->hidden_size);
+    cJSON_AddNumberToObject(o, "initializer_range", 0.02);
+    cJSON_AddNumberToObject(o, "intermediate_size", (double)c->intermediate_size);
+    cJSON_AddNumberToObject(o, "kv_lora_rank", c->kv_lora_rank);
+    cJSON_AddNumberToObject(o, "max_position_embeddings", (double)c->max_position_embeddings);
+    cJSON_AddStringToObject(o, "model_type", dc_arch_name(c->arch));
+    cJSON_AddNumberToObject(o, "moe_intermediate_size", (double)c->moe_intermediate_size);
+    cJSON_AddNumberToObject(o, "moe_layer_freq", c->moe_layer_freq);
+    cJSON_AddNumberToObject(o, "n_group", c->n_group);
+    cJSON_AddNumberToObject(o, "n_routed_experts", c->n_experts_routed);
+    cJSON_AddNumberToObject(o, "n_shared_experts", c->n_experts_shared);
+    cJSON_AddBoolToObject(o, "norm_topk_prob", c->norm_topk_prob);
+    cJSON_AddNumberToObject(o, "num_attention_heads", c->n_heads);
+    cJSON_AddNumberToObject(o, "num_experts_per_tok", c->n_experts_per_tok);
+    cJSON_AddNumberToObject(o, "num_hidden_layers", c->n_layers);
+    cJSON_AddNumberToObject(o, "num_key_value_heads", c->n_kv_heads);
+    if (v3 || c->n_mtp_layers)
+        cJSON_AddNumberToObject(o, "num_nextn_predict_layers", c->n_mtp_layers);
+    if (!v3)
+        cJSON_AddNumberToObject(o, "pretraining_tp", 1);
+    if (c->q_lora_rank)
+        cJSON_AddNumberToObject(o, "q_lora_rank", c->q_lora_rank);
+    else
+        cJSON_AddNullToObject(o, "q_lora_rank");
+    cJSON_AddNumberToObject(o, "qk_nope_head_dim", c->qk_nope_head_dim);
+    cJSON_AddNumberToObject(o, "qk_rope_head_dim", c->qk_rope_head_dim);
+    if (c->quant_fp8) {
+        cJSON *q = cJSON_AddObjectToObject(o, "quantization_config");
+        cJSON_AddStringToObject(q, "activation_scheme", c->activation_scheme[0] ? c->activation_scheme : "dynamic");
+        cJSON_AddStringToObject(q, "fmt", "e4m3");
+        cJSON_AddStringToObject(q, "quant_method", "fp8");
+        if (c->scale_fmt == DC_SCALE_UE8M0)
+            cJSON_AddStringToObject(q, "scale_fmt", "ue8m0");
+        cJSON *bs = cJSON_AddArrayToObject(q, "weight_block_size");
+        cJSON_AddItemToArray(bs, cJSON_CreateNumber(c->block_rows ? c->block_rows : 128));
+        cJSON_AddItemToArray(bs, cJSON_CreateNumber(c->block_cols ? c->block_cols : 128));
+    }
+    cJSON_AddNumberToObject(o, "rms_norm_eps", c->rms_norm_eps);
+    if (c->rope_yarn) {
+        cJSON *r = cJSON_AddObjectToObject(o, "rope_scaling");
+        cJSON_AddNumberToObject(r, "beta_fast", c->rope_beta_fast);
+        cJSON_AddNumberToObject(r, "beta_slow", c->rope_beta_slow);
+        cJSON_AddNumberToObject(r, "factor", c->rope_factor);
+        cJSON_AddNumberToObject(r, "mscale", c->rope_mscale);
+        cJSON_AddNumberToObject(r, "mscale_all_dim", c->rope_mscale_all_dim);
+        cJSON_AddNumberToObject(r, "original_max_position_embeddings", (double)c->rope_original_max_pos);
+        cJSON_AddStringToObject(r, "type", "yarn");
+    } else
+        cJSON_AddNullToObject(o, "rope_scaling");
+    cJSON_AddNumberToObject(o, "rope_theta", c->rope_theta);
+    cJSON_AddNumberToObject(o, "routed_scaling_factor", c->routed_scaling_factor);
+    cJSON_AddStringToObject(o, "scoring_func", c->scoring_func == DC_SCORE_SIGMOID ? "sigmoid" : "softmax");
+    if (!v3)
+        cJSON_AddTrueToObject(o, "seq_aux");
+    cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tie_word_embeddings);
+    cJSON_AddNumberToObject(o, "topk_group", c->topk_group);
+    cJSON_AddStringToObject(o, "topk_method", c->topk_method);
+    cJSON_AddStringToObject(o, "torch_dtype", c->torch_dtype[0] ? c->torch_dtype : "bfloat16");
+    cJSON_AddStringToObject(o, "transformers_version", v3 ? "4.46.3" : "4.33.1");
+    cJSON_AddTrueToObject(o, "use_cache");
+    cJSON_AddNumberToObject(o, "v_head_dim", c->v_head_dim);
+    cJSON_AddNumberToObject(o, "vocab_size", (double)c->vocab_size);
+    char *s = cJSON_Print(o);
+    cJSON_Delete(o);
+    return s;
+}

@@ -70,4 +70,9 @@ bool dc_config_layer_is_moe(const dc_config *c, int layer);
 /* Total parameters and parameters activated per token (main model, MTP layers excluded). */
 void dc_config_param_counts(const dc_config *c, int64_t *total, int64_t *active, int64_t *mtp);
 
+
+
+/* Serialises a config as a Hugging Face config.json (the release's field names and order).
+ * Returns a malloc'd string, NULL on OOM. */
+char *dc_config_to_json(const dc_config *c);
 #endif

@@ -275,7 +275,7 @@ struct dc_stw {
     size_t n, cap;
     dc_kv *meta;
     size_t n_meta, cap_meta;
-    int n_shards;
+    int n_shards, total_digits;
     char **shard_names;
     dc_outfile *files;
     char *dir;
@@ -283,6 +283,7 @@ struct dc_stw {
 };
 
 dc_stw *dc_stw_new(void) { return calloc(1, sizeof(dc_stw)); }
+void dc_stw_set_total_digits(dc_stw *w, int digits) { w->total_digits = digits; }
 
 void dc_stw_abort(dc_stw *w)
 {
@@ -435,7 +436,8 @@ dc_status dc_stw_plan(dc_stw *w, uint64_t max_shard_size, dc_err *err)
         if (w->n_shards == 1)
             snprintf(buf, sizeof buf, "model.safetensors");
         else
-            snprintf(buf, sizeof buf, "model-%05d-of-%05d.safetensors", s + 1, w->n_shards);
+            snprintf(buf, sizeof buf, "model-%05d-of-%0*d.safetensors", s + 1,
+                     w->total_digits > 0 && w->total_digits < 10 ? w->total_digits : 5, w->n_shards);
         w->shard_names[s] = dc_strdup(buf);
         if (!w->shard_names[s])
             return dc_err_set(err, DC_ERR_NOMEM, "out of memory");

@@ -55,6 +55,9 @@ void dc_stw_free(dc_stw *w);
 dc_status dc_stw_add(dc_stw *w, const char *name, dc_dtype dt, int ndim, const int64_t *shape,
                      size_t *idx, dc_err *err);
 dc_status dc_stw_meta(dc_stw *w, const char *key, const char *value, dc_err *err);
+/* Shard names use 5 digits for the total (Hugging Face); DeepSeek's release uses 6
+ * (model-00001-of-000163.safetensors). Call before dc_stw_plan. */
+void dc_stw_set_total_digits(dc_stw *w, int digits);
 /* Assigns shards: a new shard starts when the next tensor would push the current one past
  * max_shard_size (0 = one file). Tensors are never split. */
 dc_status dc_stw_plan(dc_stw *w, uint64_t max_shard_size, dc_err *err);
