@@ -120,6 +120,22 @@ static void test_real(const char *dir)
     const char *s = dc_tok_token(t, 1, &l);
     CHECK(s && l == strlen(EOS_STR) && !memcmp(s, EOS_STR, l));
     CHECK(dc_tok_token(t, 128815, NULL) == NULL);
+    /* every added token written in text is one token */
+    {
+        int bad = 0;
+        for (int32_t id = 0; id < 128815; id++) {
+            if (id == 3)
+                id = 128000;
+            size_t tl = 0;
+            const char *tok = dc_tok_token(t, id, &tl);
+            int32_t *ids = NULL;
+            size_t n = 0;
+            if (!tok || dc_tok_encode(t, tok, tl, false, &ids, &n, &err) || n != 1 || ids[0] != id)
+                bad++;
+            free(ids);
+        }
+        CHECK_MSG(bad == 0, "%d added tokens do not encode to themselves", bad);
+    }
     CHECK(dc_tok_token(t, -1, NULL) == NULL);
 
     char path[4096];
@@ -477,6 +493,8 @@ static void test_malformed(const char *real_dir)
                NULL) == DC_ERR_FORMAT);
     CHECK(MINI("7", "null", MINI_BL, "null", MINI_BL, "BPE", MINI_VOCAB, MINI_MERGES, NULL) ==
           DC_ERR_FORMAT);
+    CHECK(MINI("{\"id\": 9, \"content\": \"x\xe4\xb8\"}", "null", MINI_BL, "null", MINI_BL, "BPE",
+               MINI_VOCAB, MINI_MERGES, NULL) == DC_ERR_FORMAT); /* not UTF-8 */
     /* unsupported features */
     CHECK(MINI(MINI_ADDED, "null", MINI_BL, "null", MINI_BL, "WordPiece", MINI_VOCAB, MINI_MERGES,
                NULL) == DC_ERR_UNSUPPORTED);

@@ -636,8 +636,7 @@ static int regex_find(const pcre2_code *re, pcre2_match_data *md, const char *su
                       size_t start, size_t *ms, size_t *me, const char *where, dc_err *err)
 {
     int rc = pcre2_match(re, (PCRE2_SPTR)subj, n, start, PCRE2_NO_UTF_CHECK, md, NULL);
-    if (rc == PCRE2_ERROR_JIT_STACKLIMIT || rc == PCRE2_ERROR_MATCHLIMIT ||
-        rc == PCRE2_ERROR_DEPTHLIMIT || rc == PCRE2_ERROR_HEAPLIMIT)
+    if (rc == PCRE2_ERROR_JIT_STACKLIMIT) /* the interpreter keeps its backtracking on the heap */
         rc = pcre2_match(re, (PCRE2_SPTR)subj, n, start, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md,
                          NULL);
     if (rc == PCRE2_ERROR_NOMATCH)
@@ -800,6 +799,10 @@ static dc_status pretok_add_step(pretok *p, const cJSON *j, const char *where, d
             if ((st = regex_compile(rx->valuestring, strlen(rx->valuestring), where, &s.re, err)))
                 return st;
         } else if (cJSON_IsString(lit)) {
+            size_t ll = strlen(lit->valuestring);
+            if (utf8_invalid_at(lit->valuestring, ll) < ll)
+                return dc_err_set(err, DC_ERR_FORMAT,
+                                  "%s: Split pre_tokenizer String pattern is not valid UTF-8", where);
             s.lit = dc_strdup(lit->valuestring);
             if (!s.lit)
                 return dc_err_set(err, DC_ERR_NOMEM, "out of memory");
@@ -1457,6 +1460,12 @@ static dc_status parse_added(dc_tok *t, const cJSON *list, dc_err *err)
             goto done;
         const char *s = content->valuestring;
         size_t sl = strlen(s);
+        if (utf8_invalid_at(s, sl) < sl) {
+            st = dc_err_set(err, DC_ERR_FORMAT,
+                            "%s: added_tokens[%zu] content is not valid UTF-8 (byte %zu)", w, k,
+                            utf8_invalid_at(s, sl));
+            goto done;
+        }
         if ((rec[k] = atok_new(t, s, sl, &f)) < 0) {
             st = dc_err_set(err, DC_ERR_NOMEM, "out of memory");
             goto done;

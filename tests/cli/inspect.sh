@@ -3,7 +3,7 @@
 # synthetic ones; exit codes and messages of bad input; no partial output.
 dc=$1; src=$2; scratch=$3; oracle=$4
 rm -rf "$scratch"; mkdir -p "$scratch"
-. "$src/cli/lib.sh"
+. "$src/cli_lib.bash"
 
 # --- every oracle checkpoint: inspect --json / --check, hash ---------------------------------
 for v in v3-bf16 v3-fp8 v3-fp8-ue8m0 v2lite; do
