@@ -2,6 +2,7 @@
 #include "cmds.h"
 #include "dc_common.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +16,7 @@ typedef struct command {
 static const command COMMANDS[] = {
     {"inspect", cmd_inspect, "summarise a checkpoint and list its tensors (--json, --check)"},
     {"hash", cmd_hash, "print name dtype shape xxh3-64 per tensor, sorted by name"},
+    {"convert", cmd_convert, "FP8 block-scaled <-> BF16/F16/F32 safetensors checkpoints"},
     {"mkmodel", cmd_mkmodel, "write a synthetic checkpoint in the layout of a real release"},
     {"tokenize", cmd_tokenize, "tokenize text with a model's tokenizer.json"},
     {"logits", cmd_logits, "reference forward pass: float32 logits for every position"},
@@ -43,6 +45,9 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    /* a file-size limit (ulimit -f) then fails writes with EFBIG, like a full disk, instead of
+     * killing the process with the output half written */
+    signal(SIGXFSZ, SIG_IGN);
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (!strcmp(argv[i], "-q"))
