@@ -1111,7 +1111,10 @@ struct dc_tok {
     int16_t cp2b[324];
 };
 
-static inline uint64_t pair_key(int32_t a, int32_t b) { return ((uint64_t)(uint32_t)a << 32) | (uint32_t)b; }
+static inline uint64_t pair_key(int32_t a, int32_t b)
+{
+    return ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
+}
 
 static const added_tok *added_by_id(const dc_tok *t, int32_t id)
 {
@@ -1948,7 +1951,10 @@ static void enc_free(enc *c)
     free(c->heap);
 }
 
-static dc_status enc_oom(enc *c) { return dc_err_set(c->err, DC_ERR_NOMEM, "out of memory while encoding"); }
+static dc_status enc_oom(enc *c)
+{
+    return dc_err_set(c->err, DC_ERR_NOMEM, "out of memory while encoding");
+}
 
 static bool is_white_space(uint32_t c)
 {
@@ -2433,9 +2439,11 @@ static const char SYN_PRE_TOKENIZER[] =
     "{\"type\": \"Sequence\", \"pretokenizers\": ["
     "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"\\\\p{N}{1,3}\"}, \"behavior\": \"Isolated\", "
     "\"invert\": false}, "
-    "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"[\\u4e00-\\u9fa5\\u3040-\\u309f\\u30a0-\\u30ff]+\"}, "
+    "{\"type\": \"Split\", \"pattern\": "
+    "{\"Regex\": \"[\\u4e00-\\u9fa5\\u3040-\\u309f\\u30a0-\\u30ff]+\"}, "
     "\"behavior\": \"Isolated\", \"invert\": false}, "
-    "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"[!\\\"#$%&'()*+,\\\\-./:;<=>?@\\\\[\\\\\\\\\\\\]^_`{|}~]"
+    "{\"type\": \"Split\", \"pattern\": "
+    "{\"Regex\": \"[!\\\"#$%&'()*+,\\\\-./:;<=>?@\\\\[\\\\\\\\\\\\]^_`{|}~]"
     "[A-Za-z]+|[^\\r\\n\\\\p{L}\\\\p{P}\\\\p{S}]?[\\\\p{L}\\\\p{M}]+| ?[\\\\p{P}\\\\p{S}]+[\\r\\n]*|"
     "\\\\s*[\\r\\n]+|\\\\s+(?!\\\\S)|\\\\s+\"}, \"behavior\": \"Isolated\", \"invert\": false}, "
     "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, "
