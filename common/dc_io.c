@@ -50,6 +50,17 @@ void dc_map_close(dc_map *m)
     memset(m, 0, sizeof *m);
 }
 
+void dc_map_release(const void *p, size_t n)
+{
+    static long page;
+    if (!page)
+        page = sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    uintptr_t b = ((uintptr_t)p + n) & ~((uintptr_t)page - 1);
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 dc_status dc_read_file(const char *path, char **out, size_t *len, uint64_t max_len, dc_err *err)
 {
     *out = NULL;

@@ -15,6 +15,9 @@ typedef struct dc_map {
 
 dc_status dc_map_open(const char *path, dc_map *m, dc_err *err);
 void dc_map_close(dc_map *m);
+/* Drops the whole pages inside [p, p+n) of a read-only file mapping from this process (they
+ * stay in the page cache), so streaming over a large input keeps the resident set small. */
+void dc_map_release(const void *p, size_t n);
 /* Reads a whole (small) file into a NUL-terminated malloc'd buffer. */
 dc_status dc_read_file(const char *path, char **out, size_t *len, uint64_t max_len, dc_err *err);
 

@@ -322,8 +322,14 @@ static dc_status run_unit(const plan *p, const unit *u, const dc_convert_opts *o
                           size_t *cap, dc_err *err)
 {
     const item *it = &p->items[u->item];
-    if (it->op == OP_COPY)
-        return dc_stw_write(p->w, it->wi, u->a, it->src->data + u->a, (size_t)(u->b - u->a), err);
+    if (it->op == OP_COPY) {
+        dc_status cs = dc_stw_write(p->w, it->wi, u->a, it->src->data + u->a, (size_t)(u->b - u->a), err);
+        dc_map_release(it->src->data + u->a, (size_t)(u->b - u->a));
+        return cs;
+    }
+    size_t row_bytes = (size_t)it->cols * (size_t)dc_dtype_size(it->src->dtype);
+    const uint8_t *src_rows = it->src->data + u->a * row_bytes;
+    size_t src_len = (size_t)(u->b - u->a) * row_bytes;
     int64_t nr = (int64_t)(u->b - u->a), cols = it->cols;
     size_t n = (size_t)(nr * cols);
     if (n > *cap) {
@@ -341,6 +347,7 @@ static dc_status run_unit(const plan *p, const unit *u, const dc_convert_opts *o
         dc_status st = dc_weight_rows(&it->w, (int64_t)u->a, nr, *fbuf, mode, err);
         if (st)
             return st;
+        dc_map_release(src_rows, src_len);
         dc_dtype_from_f32(it->out_dtype, *fbuf, *obuf, (int64_t)n);
         return dc_stw_write(p->w, it->wi, u->a * (uint64_t)cols * (uint64_t)esz, *obuf, n * (size_t)esz, err);
     }
@@ -348,6 +355,7 @@ static dc_status run_unit(const plan *p, const unit *u, const dc_convert_opts *o
     dc_status st = dc_weight_rows(&it->w, (int64_t)u->a, nr, *fbuf, DC_DEQ_EXACT, err);
     if (st)
         return st;
+    dc_map_release(src_rows, src_len);
     for (size_t i = 0; i < n; i++)
         if (!isfinite((*fbuf)[i]))
             return dc_err_set(err, DC_ERR_INPUT, "tensor %s: non-finite value at row %lld, column %lld; cannot quantize",

@@ -454,9 +454,9 @@ static void test_malformed_dirs(void)
     write_st(pjoin(d, "b.safetensors"), GOOD_B, 4);
     const char *ix = IDX("\"x\":\"a.safetensors\"");
     write_bytes(pjoin(d, "model.safetensors.index.json"), ix, strlen(ix));
-    dc_err err = {0};
+    dc_err uerr = {0};
     dc_ckpt *ck = NULL;
-    CHECK_OK(dc_ckpt_open(d, &ck, &err), &err);
+    CHECK_OK(dc_ckpt_open(d, &ck, &uerr), &uerr);
     CHECK(ck && ck->n_unindexed == 1 && !strcmp(ck->unindexed[0], "b.safetensors") && ck->n_tensors == 1);
     dc_ckpt_close(ck);
     for (size_t i = 0; i < sizeof CFG_CASES / sizeof *CFG_CASES; i++) {
