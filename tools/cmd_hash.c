@@ -2,6 +2,7 @@
 #include "cli_util.h"
 #include "cmds.h"
 #include "dc_ckpt.h"
+#include "dc_io.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -46,8 +47,18 @@ int cmd_hash(int argc, char **argv)
         return DC_ERR_NOMEM;
     }
 #pragma omp parallel for schedule(dynamic, 1)
-    for (long i = 0; i < (long)n; i++)
-        h[i] = XXH3_64bits(ck->tensors[i]->data, (size_t)ck->tensors[i]->nbytes);
+    for (long i = 0; i < (long)n; i++) {
+        /* streamed in chunks whose pages are dropped after use: RSS stays small on huge models */
+        const dc_tensor *t = ck->tensors[i];
+        XXH3_state_t st;
+        XXH3_64bits_reset(&st);
+        for (uint64_t off = 0; off < t->nbytes; off += 64u << 20) {
+            size_t len = (size_t)(t->nbytes - off < (64u << 20) ? t->nbytes - off : (64u << 20));
+            XXH3_64bits_update(&st, t->data + off, len);
+            dc_map_release(t->data + off, len);
+        }
+        h[i] = XXH3_64bits_digest(&st);
+    }
     for (size_t i = 0; i < n; i++) {
         const dc_tensor *t = ck->tensors[i];
         char sb[128];

@@ -257,6 +257,8 @@ int cmd_kld(int argc, char **argv)
     uint8_t *mark = NULL;
     int32_t *rid = NULL;
     float *rlp = NULL;
+    double *pv = NULL; /* per-position values of one chunk */
+    float *pf = NULL;
     dc_kld_acc acc = {0};
     dc_chunking ch;
     dc_base_writer bw;
@@ -326,19 +328,22 @@ int cmd_kld(int argc, char **argv)
         writing = true;
     }
     int K = bf_open ? (int)bf.top_k : (int)top_k;
+    int64_t cmax = ch.ctx; /* scored positions per chunk <= ctx */
     bl = bm ? dc_malloc((size_t)ch.ctx * (size_t)V * sizeof(float), &err) : NULL;
     ml = mm ? dc_malloc((size_t)ch.ctx * (size_t)V * sizeof(float), &err) : NULL;
-    mark = dc_calloc((size_t)V, 1, &err);
-    rid = dc_malloc((size_t)K * sizeof(int32_t), &err);
-    rlp = dc_malloc((size_t)K * sizeof(float), &err);
-    if ((bm && !bl) || (mm && !ml) || !mark || !rid || !rlp) {
+    mark = dc_calloc((size_t)V * (size_t)omp_get_max_threads(), 1, &err); /* one row per thread */
+    rid = dc_malloc((size_t)(cmax * K) * sizeof(int32_t), &err);
+    rlp = dc_malloc((size_t)(cmax * K) * sizeof(float), &err);
+    pv = dc_malloc((size_t)cmax * 4 * sizeof(double), &err);
+    pf = dc_malloc((size_t)cmax * 2 * sizeof(float), &err);
+    if ((bm && !bl) || (mm && !ml) || !mark || !rid || !rlp || !pv || !pf) {
         st = DC_ERR_NOMEM;
         goto done;
     }
 
-    /* positions */
+    /* positions: per chunk, the per-position values in parallel (each from one thread), then
+     * accumulated in position order, so that the totals do not depend on the thread count */
     int64_t pi = 0;
-    dc_topk_rec rec = {0, 0, rid, rlp};
     for (int64_t c = 0; c < ch.n_chunks; c++) {
         int64_t start, len, first;
         dc_chunk_range(&ch, (int64_t)n, c, &start, &len, &first);
@@ -351,32 +356,49 @@ int cmd_kld(int argc, char **argv)
             dc_err_prefix(&err, "%s", model);
             goto done;
         }
-        for (int64_t j = first; j + 1 < len; j++, pi++) {
+        int64_t ns = len - 1 - first;
+        double *kl = pv, *nb = pv + cmax, *nm = pv + 2 * cmax, *same = pv + 3 * cmax;
+        float *lrest = pf, *ltgt = pf + cmax;
+#pragma omp parallel for schedule(dynamic, 4)
+        for (int64_t q = 0; q < ns; q++) {
+            int64_t j = first + q;
             int32_t target = ids[start + j + 1];
             const float *brow = bm ? bl + j * V : NULL, *mrow = mm ? ml + j * V : NULL;
+            dc_topk_rec rec = {0, 0, rid + q * K, rlp + q * K};
             if (bm && writing) {
                 dc_topk_from_logits(brow, V, K, target, &rec);
+                lrest[q] = rec.log_rest;
+                ltgt[q] = rec.logp_target;
+            }
+            if (bm)
+                nb[q] = dc_logsumexp(brow, V) - (double)brow[target];
+            if (!mm)
+                continue;
+            nm[q] = dc_logsumexp(mrow, V) - (double)mrow[target];
+            if (bm) {
+                kl[q] = dc_kld_full(brow, mrow, V);
+                same[q] = dc_argmax(brow, V) == dc_argmax(mrow, V);
+            } else {
+                dc_base_record(&bf, pi + q, &rec);
+                kl[q] = dc_kld_topk(&rec, K, mrow, V, mark + (size_t)omp_get_thread_num() * (size_t)V);
+                nb[q] = -(double)rec.logp_target;
+                same[q] = rec.ids[0] == dc_argmax(mrow, V);
+            }
+        }
+        for (int64_t q = 0; q < ns; q++) {
+            if (bm && writing) {
+                dc_topk_rec rec = {0, 0, rid + q * K, rlp + q * K};
+                rec.log_rest = lrest[q];
+                rec.logp_target = ltgt[q];
                 if ((st = dc_base_append(&bw, &rec, &err)))
                     goto done;
             }
-            if (!mm) {
-                dc_nll_add(&acc.nll_base, dc_logsumexp(brow, V) - (double)brow[target]);
-                continue;
-            }
-            double nll_m = dc_logsumexp(mrow, V) - (double)mrow[target], kl, nll_b;
-            bool same;
-            if (bm) {
-                kl = dc_kld_full(brow, mrow, V);
-                nll_b = dc_logsumexp(brow, V) - (double)brow[target];
-                same = dc_argmax(brow, V) == dc_argmax(mrow, V);
-            } else {
-                dc_base_record(&bf, pi, &rec);
-                kl = dc_kld_topk(&rec, K, mrow, V, mark);
-                nll_b = -(double)rec.logp_target;
-                same = rec.ids[0] == dc_argmax(mrow, V);
-            }
-            dc_kld_add(&acc, kl, nll_b, nll_m, same);
+            if (mm)
+                dc_kld_add(&acc, kl[q], nb[q], nm[q], same[q] != 0);
+            else
+                dc_nll_add(&acc.nll_base, nb[q]);
         }
+        pi += ns;
         secs += dc_fwd_now() - t0;
         n_fwd += len;
     }
@@ -409,6 +431,8 @@ done:
     free(mark);
     free(rid);
     free(rlp);
+    free(pv);
+    free(pf);
     free(ids);
     dc_fwd_close(bck, bm);
     dc_fwd_close(mck, mm);

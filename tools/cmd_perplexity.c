@@ -92,6 +92,7 @@ int cmd_perplexity(int argc, char **argv)
     int32_t *ids = NULL, bos = -1;
     size_t n = 0;
     float *logits = NULL;
+    double *nll = NULL;
     dc_chunking ch;
     dc_nll_acc acc = {0};
     double secs = 0;
@@ -104,7 +105,8 @@ int cmd_perplexity(int argc, char **argv)
     if (!st)
         st = dc_chunking_init(&ch, (int64_t)n, ctx, llama, bos, &err);
     int64_t V = st ? 0 : dc_model_vocab(m);
-    if (!st && !(logits = dc_malloc((size_t)ch.ctx * (size_t)V * sizeof(float), &err)))
+    if (!st && (!(logits = dc_malloc((size_t)ch.ctx * (size_t)V * sizeof(float), &err)) ||
+                !(nll = dc_malloc((size_t)ch.ctx * sizeof(double), &err))))
         st = DC_ERR_NOMEM;
     int64_t n_fwd = 0;
     for (int64_t c = 0; !st && c < ch.n_chunks; c++) {
@@ -114,10 +116,14 @@ int cmd_perplexity(int argc, char **argv)
         st = dc_fwd_chunk(m, ids, (int64_t)n, &ch, c, logits, &err);
         if (st)
             break;
-        for (int64_t j = first; j + 1 < len; j++) {
+        /* per-position NLL in parallel, accumulated in position order */
+#pragma omp parallel for schedule(dynamic, 4)
+        for (int64_t j = first; j < len - 1; j++) {
             const float *row = logits + j * V;
-            dc_nll_add(&acc, dc_logsumexp(row, V) - (double)row[ids[start + j + 1]]);
+            nll[j] = dc_logsumexp(row, V) - (double)row[ids[start + j + 1]];
         }
+        for (int64_t j = first; j + 1 < len; j++)
+            dc_nll_add(&acc, nll[j]);
         secs += dc_fwd_now() - t0;
         n_fwd += len;
         if (!json && ch.n_chunks > 1)
@@ -154,6 +160,7 @@ int cmd_perplexity(int argc, char **argv)
         }
     }
     free(logits);
+    free(nll);
     free(ids);
     dc_fwd_close(ck, m);
     return st;
