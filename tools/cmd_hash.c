@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
 
 static const char *USAGE = "usage: deepcast hash MODEL\n"
@@ -50,14 +51,14 @@ int cmd_hash(int argc, char **argv)
     for (long i = 0; i < (long)n; i++) {
         /* streamed in chunks whose pages are dropped after use: RSS stays small on huge models */
         const dc_tensor *t = ck->tensors[i];
-        XXH3_state_t st;
-        XXH3_64bits_reset(&st);
+        XXH3_state_t hs;
+        XXH3_64bits_reset(&hs);
         for (uint64_t off = 0; off < t->nbytes; off += 64u << 20) {
             size_t len = (size_t)(t->nbytes - off < (64u << 20) ? t->nbytes - off : (64u << 20));
-            XXH3_64bits_update(&st, t->data + off, len);
+            XXH3_64bits_update(&hs, t->data + off, len);
             dc_map_release(t->data + off, len);
         }
-        h[i] = XXH3_64bits_digest(&st);
+        h[i] = XXH3_64bits_digest(&hs);
     }
     for (size_t i = 0; i < n; i++) {
         const dc_tensor *t = ck->tensors[i];
