@@ -20,7 +20,6 @@ static const char *USAGE =
     "  --block N              FP8 block edge (default 128)\n"
     "  --scale-format f32|bf16|ue8m0  FP8 scales: f32 (default), bf16 (rounded up), ue8m0 (power of two,\n"
     "                         rounded up, stored as F32, config scale_fmt: ue8m0)\n"
-    "  --exact-fp8            dequantize to bf16 from the exact f32 product instead of DeepSeek's rounding\n"
     "  --max-shard-size SIZE  e.g. 5GB (default: about the input's largest shard)\n"
     "  --drop-mtp             leave out the MTP layers (num_nextn_predict_layers becomes 0)\n"
     "  --threads N            worker threads (output bytes do not depend on it)\n"
@@ -61,8 +60,7 @@ int cmd_convert(int argc, char **argv)
                 cli_error("convert: --scale-format must be f32, bf16 or ue8m0, got '%s'", val);
                 return DC_ERR_USAGE;
             }
-        } else if (!strcmp(a, "--exact-fp8")) o.deq_mode = DC_DEQ_EXACT;
-        else if (!strcmp(a, "--max-shard-size")) {
+        } else if (!strcmp(a, "--max-shard-size")) {
             if (!(val = cli_value("convert", argc, argv, &i)))
                 return DC_ERR_USAGE;
             if (!dc_parse_size(val, &o.max_shard_size) || !o.max_shard_size) {

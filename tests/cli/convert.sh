@@ -94,6 +94,33 @@ check "dry run writes nothing" [ ! -e "$scratch/dry" ]
 check "dry run lists each tensor" grep -q "model.layers.0.mlp.down_proj.weight .*dequant .*F8_E4M3 .*BF16 .*320x448" "$scratch/stdout"
 check "dry run prints totals" grep -q "^total: 383 tensors in" "$scratch/stdout"
 
+# logits through conversions (the forward pass reads every storage through one interface)
+T="$G/v3-fp8/gen200.tokens.json"
+"$dc" logits "$O/v3-fp8" --tokens "$T" --out "$scratch/l-fp8.f32" 2>/dev/null
+"$dc" logits "$scratch/fp8" --tokens "$T" --out "$scratch/l-rt.f32" 2>/dev/null
+check "FP8 -> BF16 -> FP8 round trip: identical logits" cmp -s "$scratch/l-fp8.f32" "$scratch/l-rt.f32"
+"$dc" logits "$scratch/bf16" --tokens "$T" --out "$scratch/l-bf16.f32" 2>/dev/null
+check "FP8 and its DeepSeek-style BF16 dequantisation: identical logits" cmp -s "$scratch/l-fp8.f32" "$scratch/l-bf16.f32"
+for v in v3-bf16 v2lite v3-fp8; do   # resharded only (a pure copy into other shards): identical logits
+    to=bf16; [ $v = v3-fp8 ] && to=fp8
+    "$dc" convert "$O/$v" "$scratch/rs-$v" --to $to --max-shard-size 2MB 2>/dev/null
+    check "$v resharded: same tensors" diff <("$dc" hash "$O/$v") <("$dc" hash "$scratch/rs-$v")
+    check "$v resharded: more shards" [ "$(ls "$scratch/rs-$v" | grep -c safetensors$)" -gt 3 ]
+    "$dc" logits "$O/$v" --tokens "$G/$v/seq64.tokens.json" --out "$scratch/a-$v.f32" 2>/dev/null
+    "$dc" logits "$scratch/rs-$v" --tokens "$G/$v/seq64.tokens.json" --out "$scratch/b-$v.f32" 2>/dev/null
+    check "$v resharded: identical logits" cmp -s "$scratch/a-$v.f32" "$scratch/b-$v.f32"
+done
+# FP8 vs its BF16 dequantisation with exact f32 products: small, positive KLD
+# (the f32 output above holds exactly f32(fp8) * scale)
+expect_rc 0 "kld fp8 vs exact f32" "$dc" kld "$O/v3-fp8" "$scratch/f32" --tokens "$T" --json
+py - "$scratch/stdout" <<'PY' && ok || bad "KLD of FP8 vs its exact f32 dequantisation is small and positive"
+import json, sys
+d = json.load(open(sys.argv[1]))
+k = d["kld_mean"]
+print(f"KLD(v3-fp8 || exact f32) = {k:.3g}, same top p = {d.get('same_top_p')}", file=sys.stderr)
+assert 0 < k < 1e-2, k
+PY
+
 # bad input: clear error, documented exit code, no output left behind
 mk() { rm -rf "$scratch/bad"; cp -r "$O/v3-fp8" "$scratch/bad"; }
 noout() { [ ! -e "$scratch/out" ] && [ -z "$(ls "$scratch" | grep '\.tmp-')" ]; }
