@@ -86,6 +86,32 @@ static float scale_at(const dc_tensor *s, int64_t i)
     }
 }
 
+/* f32 -> nearest bf16 (ties to even) -> f32, as dc_round_bf16, without branches (NaN stays a
+ * quiet NaN) so the dequantisation loops below vectorise. */
+static inline float round_bf16_nb(float f)
+{
+    uint32_t u = dc_f32_bits(f);
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    uint32_t q = (u | 0x00400000u) & 0xffff0000u;
+    uint32_t m_nan = 0u - (uint32_t)((u & 0x7fffffffu) > 0x7f800000u);
+    return dc_bits_f32((q & m_nan) | (r & ~m_nan));
+}
+
+/* One column block of one FP8 e4m3 row: dst[c] = f32(code) * s, optionally rounded to bf16. */
+__attribute__((target_clones("avx2", "default")))
+static void deq_e4m3_span(const uint8_t *src, float *dst, int64_t n, float s, const float *tab, bool round)
+{
+    if (round) {
+#pragma omp simd
+        for (int64_t c = 0; c < n; c++)
+            dst[c] = round_bf16_nb(tab[src[c]] * s);
+    } else {
+#pragma omp simd
+        for (int64_t c = 0; c < n; c++)
+            dst[c] = tab[src[c]] * s;
+    }
+}
+
 dc_status dc_weight_rows(const dc_weight *w, int64_t r0, int64_t n, float *out, int mode, dc_err *err)
 {
     if (r0 < 0 || n < 0 || r0 + n > w->rows)
@@ -111,10 +137,7 @@ dc_status dc_weight_rows(const dc_weight *w, int64_t r0, int64_t n, float *out, 
             if (c1 > cols)
                 c1 = cols;
             if (w->t->dtype == DC_DT_F8_E4M3) {
-                if (mode == DC_DEQ_EXACT)
-                    for (int64_t c = c0; c < c1; c++) dst[c] = tab[src[c]] * s;
-                else
-                    for (int64_t c = c0; c < c1; c++) dst[c] = dc_round_bf16(tab[src[c]] * s);
+                deq_e4m3_span(src + c0, dst + c0, c1 - c0, s, tab, mode != DC_DEQ_EXACT);
             } else {
                 for (int64_t c = c0; c < c1; c++) {
                     float v = dc_e5m2_to_f32(src[c]) * s;
