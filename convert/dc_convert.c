@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "dc_convert.h"
+#include "dc_ckdir.h"
 #include "dc_float.h"
 #include "dc_fp8.h"
 #include "dc_io.h"
@@ -102,27 +103,14 @@ static bool out_inside_in(const char *in_dir, const char *out)
     return r;
 }
 
-static dc_status write_config(const dc_ckpt *ck, const char *dir, const dc_convert_opts *o, dc_err *err)
+static dc_status edit_config(cJSON *root, void *ctx, dc_err *err)
 {
-    char *src = dc_path_join(ck->dir, "config.json"), *dst = dc_path_join(dir, "config.json");
-    char *buf = NULL, *out = NULL;
-    cJSON *root = NULL;
-    dc_status st = DC_OK;
-    size_t len;
-    if (!src || !dst) {
-        st = dc_err_set(err, DC_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    if ((st = dc_read_file(src, &buf, &len, 16u << 20, err)) != DC_OK)
-        goto done;
-    root = cJSON_ParseWithLength(buf, len);
-    if (!root) {
-        st = dc_err_set(err, DC_ERR_CONFIG, "%s: not a JSON object", src);
-        goto done;
-    }
+    const dc_convert_opts *o = ctx;
     cJSON_DeleteItemFromObjectCaseSensitive(root, "quantization_config");
     if (o->target == DC_TARGET_FP8) {
         cJSON *q = cJSON_CreateObject();
+        if (!q)
+            return dc_err_set(err, DC_ERR_NOMEM, "out of memory");
         cJSON_AddStringToObject(q, "activation_scheme", "dynamic");
         cJSON_AddStringToObject(q, "fmt", "e4m3");
         cJSON_AddStringToObject(q, "quant_method", "fp8");
@@ -132,56 +120,11 @@ static dc_status write_config(const dc_ckpt *ck, const char *dir, const dc_conve
         cJSON_AddItemToArray(bs, cJSON_CreateNumber(o->block));
         cJSON_AddItemToArray(bs, cJSON_CreateNumber(o->block));
         cJSON_AddItemToObject(root, "quantization_config", q);
-    } else {
-        cJSON *td = cJSON_GetObjectItemCaseSensitive(root, "torch_dtype");
-        if (td)
-            cJSON_ReplaceItemInObjectCaseSensitive(root, "torch_dtype", cJSON_CreateString(target_torch_dtype(o->target)));
-        else
-            cJSON_AddStringToObject(root, "torch_dtype", target_torch_dtype(o->target));
-    }
+    } else
+        dc_json_set_string(root, "torch_dtype", target_torch_dtype(o->target));
     if (o->drop_mtp && cJSON_GetObjectItemCaseSensitive(root, "num_nextn_predict_layers"))
-        cJSON_ReplaceItemInObjectCaseSensitive(root, "num_nextn_predict_layers", cJSON_CreateNumber(0));
-    out = cJSON_Print(root);
-    if (!out) {
-        st = dc_err_set(err, DC_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    size_t ol = strlen(out);
-    out[ol] = '\n';
-    st = dc_write_file_atomic(dst, out, ol + 1, err);
-done:
-    free(src);
-    free(dst);
-    free(buf);
-    free(out);
-    cJSON_Delete(root);
-    return st;
-}
-
-/* Copies the tokenizer, generation config, chat template and other small files. */
-static dc_status copy_aux_files(const char *in_dir, const char *out_dir, dc_err *err)
-{
-    DIR *d = opendir(in_dir);
-    if (!d)
-        return dc_err_set(err, DC_ERR_IO, "%s: cannot list directory", in_dir);
-    dc_status st = DC_OK;
-    struct dirent *e;
-    while (!st && (e = readdir(d))) {
-        const char *n = e->d_name;
-        if (n[0] == '.' || dc_str_ends_with(n, ".safetensors") || !strcmp(n, "model.safetensors.index.json") ||
-            !strcmp(n, "config.json") || strstr(n, ".tmp-"))
-            continue;
-        char *sp = dc_path_join(in_dir, n), *dp = dc_path_join(out_dir, n);
-        struct stat sb;
-        if (!sp || !dp)
-            st = dc_err_set(err, DC_ERR_NOMEM, "out of memory");
-        else if (stat(sp, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size < (1 << 30))
-            st = dc_copy_file(sp, dp, err);
-        free(sp);
-        free(dp);
-    }
-    closedir(d);
-    return st;
+        dc_json_set_number(root, "num_nextn_predict_layers", 0);
+    return DC_OK;
 }
 
 typedef struct plan {
@@ -495,7 +438,8 @@ dc_status dc_convert(const char *in_path, const char *out_dir, const dc_convert_
     }
     if ((st = dc_outdir_open(&od, out_dir, o->force, err)) != DC_OK)
         goto done;
-    if ((st = write_config(ck, od.tmp_path, o, err)) != DC_OK || (st = copy_aux_files(ck->dir, od.tmp_path, err)) ||
+    if ((st = dc_ckdir_write_config(ck->dir, od.tmp_path, edit_config, (void *)o, err)) != DC_OK ||
+        (st = dc_ckdir_copy_aux(ck->dir, od.tmp_path, err)) ||
         (st = dc_stw_open(p.w, od.tmp_path, err)) != DC_OK || (st = execute(&p, o, err)) != DC_OK ||
         (st = dc_stw_finish(p.w, err)) != DC_OK) {
         dc_stw_abort(p.w);

@@ -21,6 +21,7 @@ static const command COMMANDS[] = {
     {"tokenize", cmd_tokenize, "tokenize text with a model's tokenizer.json"},
     {"logits", cmd_logits, "reference forward pass: float32 logits for every position"},
     {"perplexity", cmd_perplexity, "perplexity of a model on tokens or text"},
+    {"prune-experts", cmd_prune, "keep the K most used routed experts per layer (calibrated), report the KLD"},
     {"kld", cmd_kld, "KL divergence and top-1 agreement of a model against a base"},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])

@@ -75,7 +75,7 @@ expect_rc 0 "inspect --check overrides" "$dc" inspect "$scratch/ov" --check
 expect_rc 2 "no command" "$dc"
 expect_rc 2 "unknown command" "$dc" frobnicate
 expect_stderr "deepcast: unknown command 'frobnicate'" "unknown command message"
-for c in inspect hash mkmodel tokenize convert; do
+for c in inspect hash mkmodel tokenize convert prune-experts; do
     expect_rc 0 "$c --help" "$dc" "$c" --help
     check "$c --help prints usage" grep -q "usage: deepcast $c" "$scratch/stdout"
 done
