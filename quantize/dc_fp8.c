@@ -39,8 +39,10 @@ static inline uint8_t e4m3_enc(float f)
     return (uint8_t)(sign | c);
 }
 
+/* target_clones on a static function: clang 14 cannot reference a cloned function from other
+ * files, so the exported symbol is the plain wrapper below. */
 __attribute__((target_clones("avx2", "default")))
-void dc_fp8_quantize_row_block(const float *src, int64_t nrows, int64_t cols, int block_cols, int mode,
+static void quantize_row_block(const float *src, int64_t nrows, int64_t cols, int block_cols, int mode,
                                uint8_t *q, float *scales)
 {
     int64_t ncb = (cols + block_cols - 1) / block_cols;
@@ -76,4 +78,10 @@ void dc_fp8_quantize_row_block(const float *src, int64_t nrows, int64_t cols, in
                 qr[c] = e4m3_enc(row[c] / s);
         }
     }
+}
+
+void dc_fp8_quantize_row_block(const float *src, int64_t nrows, int64_t cols, int block_cols, int mode,
+                               uint8_t *q, float *scales)
+{
+    quantize_row_block(src, nrows, cols, block_cols, mode, q, scales);
 }
