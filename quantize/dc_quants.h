@@ -1,0 +1,155 @@
+/* ggml block quantization: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 MXFP4, the K-quants Q2_K..Q6_K (+ Q8_K),
+ * IQ4_NL IQ4_XS, TQ1_0 TQ2_0. Byte-exact with ggml (the llama.cpp release node-llama-cpp 3.22.1
+ * ships): same block layouts, same quantizers (reference and importance-weighted), dequantizers
+ * equal to ggml's to_float bit for bit. See docs/quants.md.
+ *
+ * Per type T (lower case as ggml names it: q4_0, q4_K, iq4_xs, tq1_0, mxfp4, ...):
+ *   void   dc_quantize_row_T_ref(const float *x, void *y, int64_t k)
+ *          = ggml's quantize_row_T_ref: k elements (a multiple of the block size), blocks are
+ *          independent of one another, k may span several rows.
+ *   size_t dc_quantize_T(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+ *                        const float *imatrix)
+ *          = ggml's quantize_T: the path ggml_quantize_chunk takes. imatrix: NULL or n_per_row
+ *          positive importance weights (one per column, shared by all rows). Returns the bytes
+ *          written (nrows * dc_qtype_row_size).
+ *   void   dc_dequantize_row_T(const void *x, float *y, int64_t k)
+ *          = ggml's to_float (vectorised; the scalar transliteration is traits->dequantize_ref).
+ *   float  dc_vec_dot_T_f32(int64_t n, const void *x, const float *y)
+ *          = dot(dequantize(x), y) in the fixed order of the forward pass (verify/dc_forward.c):
+ *          eight lane accumulators (lane j sums elements i with i % 8 == j, in order, each step
+ *          rounding the product then the sum), then ((l0+l4)+(l1+l5))+((l2+l6)+(l3+l7)).
+ *          n is a multiple of the block size. Bit-identical to dequantizing then calling the
+ *          forward pass's dot, and to traits->vec_dot_ref.
+ *
+ * Inputs must be finite. Blocks need the alignment of their struct (2 bytes; 4 for Q8_K). */
+#ifndef DC_QUANTS_H
+#define DC_QUANTS_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DC_QK_K 256 /* super-block size of the K-quants, IQ4_XS, TQ*_0 */
+
+typedef uint16_t dc_half; /* IEEE binary16 bits */
+
+/* ggml type ids (enum ggml_type), as stored in GGUF files */
+typedef enum dc_qtype {
+    DC_QT_Q4_0 = 2,
+    DC_QT_Q4_1 = 3,
+    DC_QT_Q5_0 = 6,
+    DC_QT_Q5_1 = 7,
+    DC_QT_Q8_0 = 8,
+    DC_QT_Q2_K = 10,
+    DC_QT_Q3_K = 11,
+    DC_QT_Q4_K = 12,
+    DC_QT_Q5_K = 13,
+    DC_QT_Q6_K = 14,
+    DC_QT_Q8_K = 15,
+    DC_QT_IQ4_NL = 20,
+    DC_QT_IQ4_XS = 23,
+    DC_QT_TQ1_0 = 34,
+    DC_QT_TQ2_0 = 35,
+    DC_QT_MXFP4 = 39,
+} dc_qtype;
+
+/* ---- block layouts (ggml-common.h) ---- */
+typedef struct { dc_half d; uint8_t qs[16]; } dc_block_q4_0;
+typedef struct { dc_half d, m; uint8_t qs[16]; } dc_block_q4_1;
+typedef struct { dc_half d; uint8_t qh[4]; uint8_t qs[16]; } dc_block_q5_0;
+typedef struct { dc_half d, m; uint8_t qh[4]; uint8_t qs[16]; } dc_block_q5_1;
+typedef struct { dc_half d; int8_t qs[32]; } dc_block_q8_0;
+typedef struct { uint8_t e; uint8_t qs[16]; } dc_block_mxfp4; /* e: E8M0 scale */
+typedef struct { uint8_t scales[16]; uint8_t qs[64]; dc_half d, dmin; } dc_block_q2_K;
+typedef struct { uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; dc_half d; } dc_block_q3_K;
+typedef struct { dc_half d, dmin; uint8_t scales[12]; uint8_t qs[128]; } dc_block_q4_K;
+typedef struct { dc_half d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; } dc_block_q5_K;
+typedef struct { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; dc_half d; } dc_block_q6_K;
+typedef struct { float d; int8_t qs[256]; int16_t bsums[16]; } dc_block_q8_K;
+typedef struct { dc_half d; uint8_t qs[16]; } dc_block_iq4_nl;
+typedef struct { dc_half d; uint16_t scales_h; uint8_t scales_l[4]; uint8_t qs[128]; } dc_block_iq4_xs;
+typedef struct { uint8_t qs[48]; uint8_t qh[4]; dc_half d; } dc_block_tq1_0;
+typedef struct { uint8_t qs[64]; dc_half d; } dc_block_tq2_0;
+
+_Static_assert(sizeof(dc_block_q4_0) == 18, "q4_0 block");
+_Static_assert(sizeof(dc_block_q4_1) == 20, "q4_1 block");
+_Static_assert(sizeof(dc_block_q5_0) == 22, "q5_0 block");
+_Static_assert(sizeof(dc_block_q5_1) == 24, "q5_1 block");
+_Static_assert(sizeof(dc_block_q8_0) == 34, "q8_0 block");
+_Static_assert(sizeof(dc_block_mxfp4) == 17, "mxfp4 block");
+_Static_assert(sizeof(dc_block_q2_K) == 84, "q2_K block");
+_Static_assert(sizeof(dc_block_q3_K) == 110, "q3_K block");
+_Static_assert(sizeof(dc_block_q4_K) == 144, "q4_K block");
+_Static_assert(sizeof(dc_block_q5_K) == 176, "q5_K block");
+_Static_assert(sizeof(dc_block_q6_K) == 210, "q6_K block");
+_Static_assert(sizeof(dc_block_q8_K) == 292, "q8_K block");
+_Static_assert(sizeof(dc_block_iq4_nl) == 18, "iq4_nl block");
+_Static_assert(sizeof(dc_block_iq4_xs) == 136, "iq4_xs block");
+_Static_assert(sizeof(dc_block_tq1_0) == 54, "tq1_0 block");
+_Static_assert(sizeof(dc_block_tq2_0) == 66, "tq2_0 block");
+
+/* ---- per-type functions ---- */
+#define DC_QUANTS_DECLARE(T)                                                                       \
+    void dc_quantize_row_##T##_ref(const float *x, void *y, int64_t k);                            \
+    size_t dc_quantize_##T(const float *src, void *dst, int64_t nrows, int64_t n_per_row,          \
+                           const float *imatrix);                                                  \
+    void dc_dequantize_row_##T(const void *x, float *y, int64_t k);                                \
+    float dc_vec_dot_##T##_f32(int64_t n, const void *x, const float *y);
+DC_QUANTS_DECLARE(q4_0)
+DC_QUANTS_DECLARE(q4_1)
+DC_QUANTS_DECLARE(q5_0)
+DC_QUANTS_DECLARE(q5_1)
+DC_QUANTS_DECLARE(q8_0)
+DC_QUANTS_DECLARE(mxfp4)
+DC_QUANTS_DECLARE(q2_K)
+DC_QUANTS_DECLARE(q3_K)
+DC_QUANTS_DECLARE(q4_K)
+DC_QUANTS_DECLARE(q5_K)
+DC_QUANTS_DECLARE(q6_K)
+DC_QUANTS_DECLARE(q8_K) /* ggml has no quantize_q8_K: dc_quantize_q8_K uses the reference */
+DC_QUANTS_DECLARE(iq4_nl)
+DC_QUANTS_DECLARE(iq4_xs)
+DC_QUANTS_DECLARE(tq1_0)
+DC_QUANTS_DECLARE(tq2_0)
+#undef DC_QUANTS_DECLARE
+
+/* ---- traits ---- */
+typedef struct dc_qtype_traits {
+    const char *name;      /* as ggml_type_name prints it: "q4_0", "q4_K", "iq4_xs", "mxfp4" */
+    dc_qtype type;         /* ggml type id */
+    int blck_size;         /* elements per block */
+    int type_size;         /* bytes per block */
+    bool requires_imatrix; /* ggml_quantize_requires_imatrix (false for every type here) */
+    void (*quantize_ref)(const float *x, void *y, int64_t k);
+    size_t (*quantize_imatrix)(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                               const float *imatrix); /* dc_quantize_T */
+    void (*dequantize)(const void *x, float *y, int64_t k);
+    float (*vec_dot_f32)(int64_t n, const void *x, const float *y);
+    /* scalar references of the two fast paths above (for tests; same results) */
+    void (*dequantize_ref)(const void *x, float *y, int64_t k);
+    float (*vec_dot_ref)(int64_t n, const void *x, const float *y);
+} dc_qtype_traits;
+
+/* By name (case-insensitive: "q4_k" == "Q4_K"); NULL if unknown. */
+const dc_qtype_traits *dc_qtype_find(const char *name);
+/* By ggml type id; NULL if not one of the types above. */
+const dc_qtype_traits *dc_qtype_by_id(int ggml_type);
+/* All types, in ggml id order; *n receives the count. */
+const dc_qtype_traits *dc_qtype_all(int *n);
+/* Bytes of one row of n_per_row elements; 0 if n_per_row is not a positive multiple of the
+ * block size. */
+size_t dc_qtype_row_size(const dc_qtype_traits *t, int64_t n_per_row);
+
+/* Whole tensor, like ggml_quantize_chunk(type, src, dst, 0, nrows, n_per_row, imatrix): the same
+ * function and path per type (imatrix NULL: the reference quantizer for most types, the
+ * search-based one for IQ4_NL/IQ4_XS; non-NULL: the importance-weighted one where ggml has it).
+ * Rows are quantized in parallel with OpenMP; the bytes do not depend on the thread count.
+ * Returns the bytes written, 0 on bad arguments (unknown type, n_per_row not a multiple of the
+ * block size, nrows < 0, or a type requiring an imatrix without one). */
+size_t dc_quantize_rows(dc_qtype type, const float *src, void *dst, int64_t nrows,
+                        int64_t n_per_row, const float *imatrix);
+
+/* f32 <-> f16 exactly as ggml converts (round to nearest even; NaN -> 0x7e00 | sign). */
+uint16_t dc_quants_f32_to_f16(float f);
+float dc_quants_f16_to_f32(uint16_t h);
+
+#endif

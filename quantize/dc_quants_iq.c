@@ -1,0 +1,243 @@
+/* Non-linear 4-bit quants: IQ4_NL (blocks of 32, one f16 scale) and IQ4_XS (super-blocks of 256,
+ * 6-bit sub-block scales). Each 4-bit index selects one of 16 fixed int8 levels. */
+#include "dc_quants_impl.h"
+
+const int8_t dcq_kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+/* index of the level nearest to x (ties go up), by bisection as ggml does */
+static inline int best_index_int8(int n, const int8_t *val, float x)
+{
+    if (x <= val[0])
+        return 0;
+    if (x >= val[n - 1])
+        return n - 1;
+    int ml = 0, mu = n - 1;
+    while (mu - ml > 1) {
+        int mav = (ml + mu) / 2;
+        if (x < val[mav])
+            mu = mav;
+        else
+            ml = mav;
+    }
+    return x - val[mu - 1] < val[mu] - x ? mu - 1 : mu;
+}
+
+/* One super-block of sbs values in sub-blocks of bs (bs == sbs for IQ4_NL). Per sub-block: the
+ * weighted best scale over 2*ntry+1 trial scales (ntry <= 0: the first guess only); IQ4_XS then
+ * puts the sub-block scales on a 6-bit grid and re-picks the levels. L[] carries over between
+ * calls: with ntry <= 0 an all-zero IQ4_NL block reuses the previous block's indices, as in
+ * ggml. */
+static void iq4_impl(int sbs, int bs, const float *x, dc_half *dh, uint8_t *q4, uint16_t *scales_h,
+                     uint8_t *scales_l, float *scales, float *weight, uint8_t *L, const float *qw_blk, int ntry)
+{
+    const int8_t *values = dcq_kvalues_iq4nl;
+    float sigma2 = 0;
+    for (int j = 0; j < sbs; j++)
+        sigma2 += x[j] * x[j];
+    sigma2 *= 2.f / (float)sbs;
+
+    memset(q4, 0, (size_t)sbs / 2);
+    dh[0] = dcq_f2h(0.f);
+
+    float max_scale = 0, amax_scale = 0;
+    for (int ib = 0; ib < sbs / bs; ib++) {
+        const float *xb = x + ib * bs;
+        uint8_t *Lb = L + ib * bs;
+        if (qw_blk) {
+            const float *qw = qw_blk + ib * bs;
+            for (int j = 0; j < bs; j++)
+                weight[j] = qw[j] * sqrtf(sigma2 + xb[j] * xb[j]);
+        } else {
+            for (int j = 0; j < bs; j++)
+                weight[j] = xb[j] * xb[j];
+        }
+        float amax = 0, max = 0;
+        for (int j = 0; j < bs; j++) {
+            float ax = fabsf(xb[j]);
+            if (ax > amax) {
+                amax = ax;
+                max = xb[j];
+            }
+        }
+        if (amax < DCQ_GROUP_MAX_EPS) {
+            scales[ib] = 0;
+            continue;
+        }
+        float d = ntry > 0 ? -max / (float)values[0] : max / (float)values[0];
+        float id = 1 / d;
+        float sumqx = 0, sumq2 = 0;
+        for (int j = 0; j < bs; j++) {
+            int l = best_index_int8(16, values, id * xb[j]);
+            Lb[j] = (uint8_t)l;
+            float q = values[l], w = weight[j];
+            sumqx += w * q * xb[j];
+            sumq2 += w * q * q;
+        }
+        d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
+        float best = d * sumqx;
+        for (int itry = -ntry; itry <= ntry; itry++) {
+            id = (float)(itry + values[0]) / max;
+            sumqx = sumq2 = 0;
+            for (int j = 0; j < bs; j++) {
+                int l = best_index_int8(16, values, id * xb[j]);
+                float q = values[l], w = weight[j];
+                sumqx += w * q * xb[j];
+                sumq2 += w * q * q;
+            }
+            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+                d = sumqx / sumq2;
+                best = d * sumqx;
+            }
+        }
+        scales[ib] = d;
+        float abs_d = fabsf(d);
+        if (abs_d > amax_scale) {
+            amax_scale = abs_d;
+            max_scale = d;
+        }
+    }
+
+    if (sbs / bs > 1) {
+        int nb = sbs / bs;
+        memset(scales_h, 0, (size_t)((nb + 7) / 8) * sizeof(uint16_t));
+        float d = -max_scale / 32;
+        dh[0] = dcq_f2h(d);
+        float id = d ? 1 / d : 0.f;
+        for (int ib = 0; ib < nb; ib++) {
+            int l = dcq_nearest_int(id * scales[ib]);
+            l = DCQ_MAX(-32, DCQ_MIN(31, l));
+            float dl = d * (float)l;
+            float idl = dl ? 1 / dl : 0.f;
+            uint8_t *Lb = L + ib * bs;
+            const float *xb = x + ib * bs;
+            for (int j = 0; j < bs; j++)
+                Lb[j] = (uint8_t)best_index_int8(16, values, idl * xb[j]);
+            l += 32;
+            uint8_t l_l = (uint8_t)(l & 0xf), l_h = (uint8_t)(l >> 4);
+            if (ib % 2 == 0)
+                scales_l[ib / 2] = l_l;
+            else
+                scales_l[ib / 2] |= (uint8_t)(l_l << 4);
+            scales_h[ib / 8] |= (uint16_t)(l_h << 2 * (ib % 8));
+        }
+    } else {
+        dh[0] = dcq_f2h(scales[0]);
+        if (ntry > 0) {
+            float id = scales[0] ? 1 / scales[0] : 0;
+            for (int j = 0; j < sbs; j++)
+                L[j] = (uint8_t)best_index_int8(16, values, id * x[j]);
+        }
+    }
+    for (int i = 0; i < sbs / 32; i++)
+        for (int j = 0; j < 16; j++)
+            q4[16 * i + j] = (uint8_t)(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
+}
+
+/* ---- IQ4_NL ---- */
+
+size_t dc_quantize_iq4_nl(const float *src, void *dst, int64_t nrows, int64_t n_per_row, const float *imatrix)
+{
+    const int64_t nblock = n_per_row / 32;
+    dc_block_iq4_nl *y = dst;
+    uint8_t L[32];
+    float weight[32], scale;
+    uint16_t unused_h;
+    for (int64_t r = 0; r < nrows; r++, src += n_per_row, y += nblock)
+        for (int64_t ib = 0; ib < nblock; ib++)
+            iq4_impl(32, 32, src + 32 * ib, &y[ib].d, y[ib].qs, &unused_h, NULL, &scale, weight, L,
+                     imatrix ? imatrix + 32 * ib : NULL, 7);
+    return (size_t)nrows * (size_t)nblock * sizeof(dc_block_iq4_nl);
+}
+
+void dc_quantize_row_iq4_nl_ref(const float *x, void *vy, int64_t k)
+{
+    dc_block_iq4_nl *y = vy;
+    uint8_t L[32] = {0}; /* ggml: uninitialised; only read for an all-zero first block */
+    float weight[32], scale;
+    uint16_t unused_h;
+    for (int64_t ib = 0; ib < k / 32; ib++)
+        iq4_impl(32, 32, x + 32 * ib, &y[ib].d, y[ib].qs, &unused_h, NULL, &scale, weight, L, NULL, -1);
+}
+
+void dcq_deq_row_iq4_nl_ref(const void *vx, float *y, int64_t k)
+{
+    const dc_block_iq4_nl *x = vx;
+    for (int64_t i = 0; i < k / 32; i++, y += 32) {
+        const uint8_t *qs = x[i].qs;
+        const float d = dcq_h2f(x[i].d);
+        for (int j = 0; j < 16; j++) {
+            y[j + 0] = d * (float)dcq_kvalues_iq4nl[qs[j] & 0xf];
+            y[j + 16] = d * (float)dcq_kvalues_iq4nl[qs[j] >> 4];
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void deq_block_iq4_nl(const dc_block_iq4_nl *b, float *restrict y)
+{
+    const float d = dcq_h2f(b->d);
+    for (int j = 0; j < 16; j++) {
+        y[j + 0] = d * (float)dcq_kvalues_iq4nl[b->qs[j] & 0xf];
+        y[j + 16] = d * (float)dcq_kvalues_iq4nl[b->qs[j] >> 4];
+    }
+}
+DCQ_DEFINE_DEQ_DOT(iq4_nl, 32, dc_block_iq4_nl)
+
+/* ---- IQ4_XS ---- */
+
+size_t dc_quantize_iq4_xs(const float *src, void *dst, int64_t nrows, int64_t n_per_row, const float *imatrix)
+{
+    const int64_t nblock = n_per_row / DC_QK_K;
+    dc_block_iq4_xs *y = dst;
+    uint8_t L[DC_QK_K];
+    float weight[32], scales[DC_QK_K / 32];
+    for (int64_t r = 0; r < nrows; r++, src += n_per_row, y += nblock)
+        for (int64_t ib = 0; ib < nblock; ib++) {
+            uint16_t sh;
+            iq4_impl(DC_QK_K, 32, src + DC_QK_K * ib, &y[ib].d, y[ib].qs, &sh, y[ib].scales_l, scales, weight, L,
+                     imatrix ? imatrix + DC_QK_K * ib : NULL, 7);
+            y[ib].scales_h = sh;
+        }
+    return (size_t)nrows * (size_t)nblock * sizeof(dc_block_iq4_xs);
+}
+
+void dc_quantize_row_iq4_xs_ref(const float *x, void *y, int64_t k)
+{
+    dc_quantize_iq4_xs(x, y, 1, k, NULL);
+}
+
+void dcq_deq_row_iq4_xs_ref(const void *vx, float *y, int64_t k)
+{
+    const dc_block_iq4_xs *x = vx;
+    for (int64_t i = 0; i < k / DC_QK_K; i++) {
+        const uint8_t *qs = x[i].qs;
+        const float d = dcq_h2f(x[i].d);
+        for (int ib = 0; ib < DC_QK_K / 32; ib++) {
+            const int ls = ((x[i].scales_l[ib / 2] >> 4 * (ib % 2)) & 0xf) | (((x[i].scales_h >> 2 * ib) & 3) << 4);
+            const float dl = d * (float)(ls - 32);
+            for (int j = 0; j < 16; j++) {
+                y[j + 0] = dl * (float)dcq_kvalues_iq4nl[qs[j] & 0xf];
+                y[j + 16] = dl * (float)dcq_kvalues_iq4nl[qs[j] >> 4];
+            }
+            y += 32;
+            qs += 16;
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void deq_block_iq4_xs(const dc_block_iq4_xs *b, float *restrict y)
+{
+    const float d = dcq_h2f(b->d);
+    const unsigned sh = b->scales_h;
+    for (int ib = 0; ib < DC_QK_K / 32; ib++) {
+        const int ls = ((b->scales_l[ib / 2] >> 4 * (ib % 2)) & 0xf) | (int)(((sh >> 2 * ib) & 3) << 4);
+        const float dl = d * (float)(ls - 32);
+        const uint8_t *qs = b->qs + 16 * ib;
+        float *yo = y + 32 * ib;
+        for (int j = 0; j < 16; j++) {
+            yo[j + 0] = dl * (float)dcq_kvalues_iq4nl[qs[j] & 0xf];
+            yo[j + 16] = dl * (float)dcq_kvalues_iq4nl[qs[j] >> 4];
+        }
+    }
+}
+DCQ_DEFINE_DEQ_DOT(iq4_xs, DC_QK_K, dc_block_iq4_xs)
+
