@@ -19,7 +19,10 @@ void dc_mk_opts_init(dc_mk_opts *o)
     o->vocab = -1;
 }
 
-const char *dc_mk_presets(void) { return "v3-tiny, v3-tiny-fp8, v3-tiny-fp8-ue8m0, v2-lite-tiny, v3-layer"; }
+const char *dc_mk_presets(void)
+{
+    return "v3-tiny, v3-tiny-fp8, v3-tiny-fp8-ue8m0, v2-lite-tiny, v3-layer, qwen2-tiny, llama-tiny";
+}
 
 static void v3_tiny(dc_config *c)
 {
@@ -64,6 +67,46 @@ static void yarn(dc_config *c, double mscale)
     c->rope_beta_fast = 32;
     c->rope_beta_slow = 1;
     c->rope_mscale = c->rope_mscale_all_dim = mscale;
+}
+
+/* The dense distills at toy size (docs/distills.md has the real configs). qwen2-tiny: Qwen2 with
+ * q/k/v biases, 4:1 GQA, rope_theta 10000, eps 1e-6 and tied embeddings (as Qwen2.5-1.5B; the
+ * R1-Distill-Qwen-1.5B release itself unties them). llama-tiny: Llama with 4:1 GQA, untied
+ * lm_head, rope_theta 500000, eps 1e-5 and the llama3 rope scaling of R1-Distill-Llama-8B. */
+static void dense_tiny(dc_config *c, bool qwen)
+{
+    c->arch = qwen ? DC_ARCH_QWEN2 : DC_ARCH_LLAMA;
+    snprintf(c->architecture, sizeof c->architecture, qwen ? "Qwen2ForCausalLM" : "LlamaForCausalLM");
+    c->vocab_size = 3000;
+    c->hidden_size = 256;
+    c->intermediate_size = 640;
+    c->n_layers = 3;
+    c->n_heads = 8;
+    c->n_kv_heads = 2;
+    c->head_dim = 32;
+    c->first_k_dense_replace = c->n_layers;
+    c->moe_layer_freq = 1;
+    c->n_group = c->topk_group = 1;
+    c->routed_scaling_factor = 1.0;
+    c->bos_token_id = 2998;
+    c->eos_token_id = 2999;
+    if (qwen) {
+        c->attn_qkv_bias = true;
+        c->tie_word_embeddings = true;
+        c->rope_theta = 10000;
+        c->rms_norm_eps = 1e-6;
+        c->max_position_embeddings = 131072;
+        c->max_window_layers = c->n_layers;
+    } else {
+        c->rope_theta = 500000;
+        c->rms_norm_eps = 1e-5;
+        c->max_position_embeddings = 131072;
+        c->rope_llama3 = true;
+        c->rope_factor = 8;
+        c->rope_low_freq_factor = 1;
+        c->rope_high_freq_factor = 4;
+        c->rope_original_max_pos = 8192;
+    }
 }
 
 dc_status dc_mk_config(const dc_mk_opts *o, dc_config *c, dc_err *err)
@@ -123,8 +166,14 @@ dc_status dc_mk_config(const dc_mk_opts *o, dc_config *c, dc_err *err)
         c->topk_group = 4;
         fp8 = true;
         shard = 4300000000ull;
+    } else if (!strcmp(p, "qwen2-tiny") || !strcmp(p, "llama-tiny")) {
+        dense_tiny(c, p[0] == 'q');
+        if (o->dense >= 0 || o->experts >= 0 || o->mtp > 0)
+            return dc_err_set(err, DC_ERR_USAGE, "preset %s is a dense model: --dense, --experts and --mtp do not apply",
+                              p);
     } else
         return dc_err_set(err, DC_ERR_USAGE, "unknown preset '%s' (presets: %s)", p, dc_mk_presets());
+    bool dense = dc_arch_dense(c->arch);
     if (o->layers >= 0) c->n_layers = o->layers;
     if (o->dense >= 0) c->first_k_dense_replace = o->dense;
     if (o->experts >= 0) c->n_experts_routed = o->experts;
@@ -132,8 +181,10 @@ dc_status dc_mk_config(const dc_mk_opts *o, dc_config *c, dc_err *err)
     if (o->vocab >= 0) c->vocab_size = o->vocab;
     if (o->fp8 >= 0) fp8 = o->fp8;
     if (o->scale_fmt >= 0) sf = (dc_scale_fmt)o->scale_fmt;
-    if (c->first_k_dense_replace > c->n_layers)
+    if (c->first_k_dense_replace > c->n_layers || dense)
         c->first_k_dense_replace = c->n_layers;
+    if (dense && c->max_window_layers)
+        c->max_window_layers = c->n_layers;
     if (c->n_experts_routed < c->n_group)
         c->n_group = c->topk_group = 1;
     if (c->n_experts_per_tok > c->n_experts_routed)
@@ -185,16 +236,20 @@ typedef struct init_rule {
     float mean, std;
 } init_rule;
 
-static init_rule rule_for(const dc_expect *e)
+static init_rule rule_for(const dc_config *c, const dc_expect *e)
 {
     float fan_in = e->ndim == 2 ? (float)e->shape[1] : 1.0f;
     float inv = 1.0f / sqrtf(fan_in);
+    if (e->info.role == DC_ROLE_EMBED && c->tie_word_embeddings) /* also the output head: scaled like one */
+        return (init_rule){0, 2.0f * inv};
     switch (e->info.role) {
     case DC_ROLE_EMBED: case DC_ROLE_MTP_EMBED: return (init_rule){0, 1.0f};
     case DC_ROLE_LM_HEAD: case DC_ROLE_MTP_HEAD: case DC_ROLE_ROUTER: return (init_rule){0, 2.0f * inv};
     case DC_ROLE_ROUTER_BIAS: return (init_rule){0, 0.1f};
     case DC_ROLE_O_PROJ: case DC_ROLE_MLP_DOWN: return (init_rule){0, 0.5f * inv};
     case DC_ROLE_EXP_DOWN: case DC_ROLE_SHEXP_DOWN: return (init_rule){0, 0.35f * inv};
+    case DC_ROLE_Q_BIAS: case DC_ROLE_K_BIAS: case DC_ROLE_V_BIAS: return (init_rule){0, 0.3f};
+    case DC_ROLE_O_BIAS: return (init_rule){0, 0.05f};
     case DC_ROLE_FINAL_NORM: case DC_ROLE_ATTN_NORM: case DC_ROLE_FFN_NORM: case DC_ROLE_Q_A_NORM:
     case DC_ROLE_KV_A_NORM: case DC_ROLE_MTP_ENORM: case DC_ROLE_MTP_HNORM: case DC_ROLE_MTP_HEAD_NORM:
         return (init_rule){1.0f, 0.1f};
@@ -331,7 +386,7 @@ dc_status dc_mkmodel_write(const char *dir, const dc_mk_opts *o, const dc_config
                     continue;
                 }
             }
-            init_rule r = rule_for(e);
+            init_rule r = rule_for(cfg, e);
             uint64_t s = name_seed(o->seed, e->name) ^ ((uint64_t)item_block[it] * 0xd1342543de82ef95ull);
             for (size_t i = 0; i < n; i++)
                 buf[i] = r.mean + r.std * rnd_normal(&s);

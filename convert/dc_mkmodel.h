@@ -7,10 +7,10 @@
 #include "dc_config.h"
 
 typedef struct dc_mk_opts {
-    const char *preset; /* v3-tiny, v3-tiny-fp8, v3-tiny-fp8-ue8m0, v2-lite-tiny, v3-layer */
+    const char *preset; /* v3-tiny, v3-tiny-fp8, v3-tiny-fp8-ue8m0, v2-lite-tiny, v3-layer, qwen2-tiny, llama-tiny */
     uint64_t seed;
     int layers;      /* -1: preset default */
-    int dense;       /* first_k_dense_replace, -1: preset default */
+    int dense;       /* first_k_dense_replace, -1: preset default (not for the dense presets) */
     int experts;     /* n_routed_experts, -1: preset default */
     int mtp;         /* num_nextn_predict_layers, -1: preset default */
     int64_t vocab;   /* -1: preset default */

@@ -12,9 +12,13 @@ const char *dc_arch_name(dc_arch a)
     switch (a) {
     case DC_ARCH_DEEPSEEK_V3: return "deepseek_v3";
     case DC_ARCH_DEEPSEEK_V2: return "deepseek_v2";
+    case DC_ARCH_QWEN2: return "qwen2";
+    case DC_ARCH_LLAMA: return "llama";
     default: return "unknown";
     }
 }
+
+bool dc_arch_dense(dc_arch a) { return a == DC_ARCH_QWEN2 || a == DC_ARCH_LLAMA; }
 
 typedef struct jctx {
     const cJSON *root;
@@ -101,6 +105,190 @@ static bool jbool(jctx *c, const cJSON *o, const char *k, bool def)
 
 #define BIG ((int64_t)1 << 40)
 
+/* quantization_config (the FP8 release layout), shared by every architecture. */
+static dc_status parse_quant(jctx *c, const cJSON *root, dc_config *cfg)
+{
+    dc_err *err = c->err;
+    const char *path = c->path;
+    const cJSON *qc = jget(root, "quantization_config");
+    if (qc && !cJSON_IsNull(qc)) {
+        char method[32];
+        jstr(c, qc, "quant_method", method, sizeof method, "");
+        if (c->st)
+            return c->st;
+        if (strcmp(method, "fp8")) {
+            c->st = dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: unsupported quantization_config.quant_method \"%s\" (fp8)",
+                              path, method);
+            return c->st;
+        }
+        cfg->quant_fp8 = true;
+        jstr(c, qc, "fmt", cfg->quant_fmt, sizeof cfg->quant_fmt, "e4m3");
+        jstr(c, qc, "activation_scheme", cfg->activation_scheme, sizeof cfg->activation_scheme, "dynamic");
+        char scf[16];
+        jstr(c, qc, "scale_fmt", scf, sizeof scf, "");
+        if (c->st)
+            return c->st;
+        if (strcmp(cfg->quant_fmt, "e4m3")) {
+            c->st = dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: unsupported quantization_config.fmt \"%s\" (e4m3)", path,
+                              cfg->quant_fmt);
+            return c->st;
+        }
+        if (!scf[0] || !strcmp(scf, "f32") || !strcmp(scf, "float32"))
+            cfg->scale_fmt = DC_SCALE_F32;
+        else if (!strcmp(scf, "ue8m0"))
+            cfg->scale_fmt = DC_SCALE_UE8M0;
+        else {
+            c->st = dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: unknown quantization_config.scale_fmt \"%s\" (ue8m0)", path,
+                              scf);
+            return c->st;
+        }
+        cfg->block_rows = cfg->block_cols = 128;
+        const cJSON *bs = jget(qc, "weight_block_size");
+        if (bs) {
+            if (!cJSON_IsArray(bs) || cJSON_GetArraySize(bs) != 2 || !cJSON_IsNumber(cJSON_GetArrayItem(bs, 0)) ||
+                !cJSON_IsNumber(cJSON_GetArrayItem(bs, 1))) {
+                c->st = dc_err_set(err, DC_ERR_CONFIG, "%s: quantization_config.weight_block_size must be [rows, cols]",
+                                  path);
+                return c->st;
+            }
+            double r = cJSON_GetArrayItem(bs, 0)->valuedouble, k = cJSON_GetArrayItem(bs, 1)->valuedouble;
+            if (r < 1 || r > 65536 || k < 1 || k > 65536 || r != floor(r) || k != floor(k)) {
+                c->st = dc_err_set(err, DC_ERR_CONFIG, "%s: quantization_config.weight_block_size [%g, %g] is invalid",
+                                  path, r, k);
+                return c->st;
+            }
+            cfg->block_rows = (int)r;
+            cfg->block_cols = (int)k;
+        }
+    }
+
+    return c->st;
+}
+
+/* Integer or list of integers (eos_token_id of some Llama configs): the first one. */
+static int64_t jint_or_first(jctx *c, const cJSON *o, const char *k, int64_t def, int64_t lo, int64_t hi)
+{
+    const cJSON *v = jget(o, k);
+    if (c->st || !cJSON_IsArray(v))
+        return jint(c, o, k, false, def, lo, hi);
+    if (cJSON_GetArraySize(v) == 0)
+        return def;
+    const cJSON *f = cJSON_GetArrayItem(v, 0);
+    if (!cJSON_IsNumber(f) || f->valuedouble != floor(f->valuedouble) || f->valuedouble < (double)lo ||
+        f->valuedouble > (double)hi) {
+        c->st = dc_err_set(c->err, DC_ERR_CONFIG, "%s: field \"%s\" must be an integer or a list of integers", c->path,
+                           k);
+        return def;
+    }
+    return (int64_t)f->valuedouble;
+}
+
+/* The dense GQA decoders: Hugging Face's Qwen2Config / LlamaConfig fields and defaults. */
+static dc_status parse_dense(jctx *c, const cJSON *root, dc_config *cfg)
+{
+    dc_err *err = c->err;
+    const char *path = c->path;
+    bool qwen = cfg->arch == DC_ARCH_QWEN2;
+    jstr(c, root, "torch_dtype", cfg->torch_dtype, sizeof cfg->torch_dtype, "bfloat16");
+    cfg->vocab_size = jint(c, root, "vocab_size", true, 0, 1, BIG);
+    cfg->hidden_size = jint(c, root, "hidden_size", true, 0, 1, 1 << 20);
+    cfg->intermediate_size = jint(c, root, "intermediate_size", true, 0, 1, 1 << 22);
+    cfg->n_layers = (int)jint(c, root, "num_hidden_layers", true, 0, 1, 100000);
+    cfg->n_heads = (int)jint(c, root, "num_attention_heads", true, 0, 1, 1 << 16);
+    cfg->n_kv_heads = (int)jint(c, root, "num_key_value_heads", false, cfg->n_heads, 1, 1 << 16);
+    int64_t hd = jint(c, root, "head_dim", false, 0, 1, 1 << 16);
+    cfg->rope_theta = jnum(c, root, "rope_theta", false, 10000.0, 1e-6, 1e12);
+    cfg->rms_norm_eps = jnum(c, root, "rms_norm_eps", false, 1e-6, 0, 1);
+    cfg->max_position_embeddings = jint(c, root, "max_position_embeddings", false, qwen ? 32768 : 2048, 1, BIG);
+    cfg->bos_token_id = jint_or_first(c, root, "bos_token_id", -1, -1, BIG);
+    cfg->eos_token_id = jint_or_first(c, root, "eos_token_id", -1, -1, BIG);
+    cfg->tie_word_embeddings = jbool(c, root, "tie_word_embeddings", false);
+    bool attention_bias = jbool(c, root, "attention_bias", false);
+    bool mlp_bias = jbool(c, root, "mlp_bias", false);
+    bool sliding = jbool(c, root, "use_sliding_window", false);
+    cfg->max_window_layers = (int)jint(c, root, "max_window_layers", false, 0, 0, 100000);
+    double partial = jnum(c, root, "partial_rotary_factor", false, 1.0, 0, 1);
+    char act[32];
+    jstr(c, root, "hidden_act", act, sizeof act, "silu");
+    if (c->st)
+        return c->st;
+    if (strcmp(act, "silu"))
+        return c->st = dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: unsupported hidden_act \"%s\" for %s (silu)", path,
+                                  act, cfg->model_type);
+    if (mlp_bias)
+        return c->st = dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: mlp_bias true is not supported (no MLP biases)", path);
+    if (sliding)
+        return c->st = dc_err_set(err, DC_ERR_UNSUPPORTED,
+                                  "%s: use_sliding_window true is not supported (full causal attention only; the "
+                                  "DeepSeek distills have it false)", path);
+    if (partial != 1.0)
+        return c->st = dc_err_set(err, DC_ERR_UNSUPPORTED,
+                                  "%s: partial_rotary_factor %g is not supported (RoPE over the whole head)", path,
+                                  partial);
+    if (cfg->n_heads % cfg->n_kv_heads)
+        return c->st = dc_err_set(err, DC_ERR_CONFIG,
+                                  "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", path,
+                                  cfg->n_heads, cfg->n_kv_heads);
+    if (!hd) {
+        if (cfg->hidden_size % cfg->n_heads)
+            return c->st = dc_err_set(err, DC_ERR_CONFIG,
+                                      "%s: hidden_size %lld is not a multiple of num_attention_heads %d (and no head_dim)",
+                                      path, (long long)cfg->hidden_size, cfg->n_heads);
+        hd = cfg->hidden_size / cfg->n_heads;
+    }
+    if (hd % 2)
+        return c->st = dc_err_set(err, DC_ERR_CONFIG, "%s: head_dim %lld must be even (RoPE rotates pairs)", path,
+                                  (long long)hd);
+    cfg->head_dim = (int)hd;
+    cfg->attn_qkv_bias = qwen || attention_bias; /* Qwen2Attention: q/k/v bias=True, o_proj bias=False */
+    cfg->attn_o_bias = !qwen && attention_bias;
+    if (cfg->bos_token_id >= cfg->vocab_size || cfg->eos_token_id >= cfg->vocab_size)
+        return c->st = dc_err_set(err, DC_ERR_CONFIG, "%s: bos_token_id %lld / eos_token_id %lld out of vocab_size %lld",
+                                  path, (long long)cfg->bos_token_id, (long long)cfg->eos_token_id,
+                                  (long long)cfg->vocab_size);
+
+    /* rope_scaling: null / "default", or "llama3" (transformers' _compute_llama3_parameters) */
+    const cJSON *rs = jget(root, "rope_scaling");
+    if (rs && !cJSON_IsNull(rs)) {
+        if (!cJSON_IsObject(rs))
+            return c->st = dc_err_set(err, DC_ERR_CONFIG, "%s: rope_scaling must be an object or null", path);
+        char type[32];
+        jstr(c, rs, "rope_type", type, sizeof type, ""); /* transformers: rope_type first, then type */
+        if (!type[0])
+            jstr(c, rs, "type", type, sizeof type, "");
+        if (c->st)
+            return c->st;
+        if (!strcmp(type, "llama3")) {
+            cfg->rope_llama3 = true;
+            cfg->rope_factor = jnum(c, rs, "factor", true, 1, 1e-6, 1e6);
+            cfg->rope_low_freq_factor = jnum(c, rs, "low_freq_factor", true, 1, 1e-6, 1e6);
+            cfg->rope_high_freq_factor = jnum(c, rs, "high_freq_factor", true, 4, 1e-6, 1e6);
+            cfg->rope_original_max_pos = jint(c, rs, "original_max_position_embeddings", true, 8192, 1, BIG);
+            if (c->st)
+                return c->st;
+            if (!(cfg->rope_high_freq_factor > cfg->rope_low_freq_factor))
+                return c->st = dc_err_set(err, DC_ERR_CONFIG,
+                                          "%s: rope_scaling high_freq_factor %g must exceed low_freq_factor %g", path,
+                                          cfg->rope_high_freq_factor, cfg->rope_low_freq_factor);
+        } else if (strcmp(type, "default")) {
+            return c->st = dc_err_set(err, DC_ERR_UNSUPPORTED,
+                                      "%s: unsupported rope_scaling type \"%s\" for %s (supported: llama3, or none)",
+                                      path, type[0] ? type : "(missing)", cfg->model_type);
+        }
+    }
+
+    /* the DeepSeek fields, filled so that generic code (names, counts, inspect) stays valid */
+    cfg->moe_intermediate_size = 0;
+    cfg->first_k_dense_replace = cfg->n_layers;
+    cfg->moe_layer_freq = 1;
+    cfg->n_group = cfg->topk_group = 1;
+    cfg->routed_scaling_factor = 1.0;
+    cfg->scoring_func = DC_SCORE_SOFTMAX;
+    cfg->qk_nope_head_dim = 0;
+    cfg->qk_rope_head_dim = cfg->v_head_dim = cfg->head_dim;
+    return parse_quant(c, root, cfg);
+}
+
 dc_status dc_config_parse(const char *json, size_t len, const char *path, dc_config *cfg, dc_err *err)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -120,12 +308,20 @@ dc_status dc_config_parse(const char *json, size_t len, const char *path, dc_con
         cfg->arch = DC_ARCH_DEEPSEEK_V3;
     else if (!strcmp(cfg->model_type, "deepseek_v2"))
         cfg->arch = DC_ARCH_DEEPSEEK_V2;
+    else if (!strcmp(cfg->model_type, "qwen2"))
+        cfg->arch = DC_ARCH_QWEN2;
+    else if (!strcmp(cfg->model_type, "llama"))
+        cfg->arch = DC_ARCH_LLAMA;
     else {
         c.st = dc_err_set(err, DC_ERR_UNSUPPORTED,
-                          "%s: unsupported architecture: model_type \"%s\"%s%s%s (supported: deepseek_v3, deepseek_v2)",
+                          "%s: unsupported architecture: model_type \"%s\"%s%s%s (supported: deepseek_v3, deepseek_v2, qwen2, llama)",
                           path, cfg->model_type[0] ? cfg->model_type : "(missing)",
                           cfg->architecture[0] ? ", architectures [\"" : "", cfg->architecture,
                           cfg->architecture[0] ? "\"]" : "");
+        goto done;
+    }
+    if (dc_arch_dense(cfg->arch)) {
+        parse_dense(&c, root, cfg);
         goto done;
     }
     jstr(&c, root, "torch_dtype", cfg->torch_dtype, sizeof cfg->torch_dtype, "bfloat16");
@@ -204,57 +400,8 @@ dc_status dc_config_parse(const char *json, size_t len, const char *path, dc_con
         cfg->rope_mscale_all_dim = jnum(&c, rs, "mscale_all_dim", false, 0, 0, 1e6);
     }
 
-    const cJSON *qc = jget(root, "quantization_config");
-    if (qc && !cJSON_IsNull(qc)) {
-        char method[32];
-        jstr(&c, qc, "quant_method", method, sizeof method, "");
-        if (c.st)
-            goto done;
-        if (strcmp(method, "fp8")) {
-            c.st = dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: unsupported quantization_config.quant_method \"%s\" (fp8)",
-                              path, method);
-            goto done;
-        }
-        cfg->quant_fp8 = true;
-        jstr(&c, qc, "fmt", cfg->quant_fmt, sizeof cfg->quant_fmt, "e4m3");
-        jstr(&c, qc, "activation_scheme", cfg->activation_scheme, sizeof cfg->activation_scheme, "dynamic");
-        char scf[16];
-        jstr(&c, qc, "scale_fmt", scf, sizeof scf, "");
-        if (c.st)
-            goto done;
-        if (strcmp(cfg->quant_fmt, "e4m3")) {
-            c.st = dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: unsupported quantization_config.fmt \"%s\" (e4m3)", path,
-                              cfg->quant_fmt);
-            goto done;
-        }
-        if (!scf[0] || !strcmp(scf, "f32") || !strcmp(scf, "float32"))
-            cfg->scale_fmt = DC_SCALE_F32;
-        else if (!strcmp(scf, "ue8m0"))
-            cfg->scale_fmt = DC_SCALE_UE8M0;
-        else {
-            c.st = dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: unknown quantization_config.scale_fmt \"%s\" (ue8m0)", path,
-                              scf);
-            goto done;
-        }
-        cfg->block_rows = cfg->block_cols = 128;
-        const cJSON *bs = jget(qc, "weight_block_size");
-        if (bs) {
-            if (!cJSON_IsArray(bs) || cJSON_GetArraySize(bs) != 2 || !cJSON_IsNumber(cJSON_GetArrayItem(bs, 0)) ||
-                !cJSON_IsNumber(cJSON_GetArrayItem(bs, 1))) {
-                c.st = dc_err_set(err, DC_ERR_CONFIG, "%s: quantization_config.weight_block_size must be [rows, cols]",
-                                  path);
-                goto done;
-            }
-            double r = cJSON_GetArrayItem(bs, 0)->valuedouble, k = cJSON_GetArrayItem(bs, 1)->valuedouble;
-            if (r < 1 || r > 65536 || k < 1 || k > 65536 || r != floor(r) || k != floor(k)) {
-                c.st = dc_err_set(err, DC_ERR_CONFIG, "%s: quantization_config.weight_block_size [%g, %g] is invalid",
-                                  path, r, k);
-                goto done;
-            }
-            cfg->block_rows = (int)r;
-            cfg->block_cols = (int)k;
-        }
-    }
+    if ((c.st = parse_quant(&c, root, cfg)) != DC_OK)
+        goto done;
 
     /* consistency */
     if (cfg->n_experts_per_tok > cfg->n_experts_routed)
@@ -306,6 +453,8 @@ dc_status dc_config_load(const char *dir, dc_config *cfg, dc_err *err)
 
 bool dc_config_layer_is_moe(const dc_config *c, int layer)
 {
+    if (dc_arch_dense(c->arch))
+        return false;
     if (layer >= c->n_layers)
         return true; /* MTP layers are MoE decoder layers */
     return layer >= c->first_k_dense_replace && layer % c->moe_layer_freq == 0;
@@ -325,8 +474,28 @@ static int64_t attn_params(const dc_config *c)
     return p;
 }
 
+/* One layer of a dense GQA decoder: norms, q/k/v/o (+ biases), SwiGLU MLP. */
+static int64_t dense_layer_params(const dc_config *c)
+{
+    int64_t H = c->hidden_size, q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
+    int64_t p = 2 * H + q * H + 2 * kv * H + H * q + 3 * H * c->intermediate_size;
+    if (c->attn_qkv_bias)
+        p += q + 2 * kv;
+    if (c->attn_o_bias)
+        p += H;
+    return p;
+}
+
 void dc_config_param_counts(const dc_config *c, int64_t *total, int64_t *active, int64_t *mtp)
 {
+    if (dc_arch_dense(c->arch)) {
+        int64_t t = c->vocab_size * c->hidden_size * (c->tie_word_embeddings ? 1 : 2) + c->hidden_size +
+                    (int64_t)c->n_layers * dense_layer_params(c);
+        if (total) *total = t;
+        if (active) *active = t;
+        if (mtp) *mtp = 0;
+        return;
+    }
     int64_t H = c->hidden_size, V = c->vocab_size;
     int64_t expert = 3 * H * c->moe_intermediate_size;
     int64_t moe_common = (int64_t)c->n_experts_routed * H + (c->has_router_bias ? c->n_experts_routed : 0) +
@@ -352,8 +521,86 @@ void dc_config_param_counts(const dc_config *c, int64_t *total, int64_t *active,
     if (mtp) *mtp = m;
 }
 
+static void add_quant(cJSON *o, const dc_config *c)
+{
+    if (!c->quant_fp8)
+        return;
+    cJSON *q = cJSON_AddObjectToObject(o, "quantization_config");
+    cJSON_AddStringToObject(q, "activation_scheme", c->activation_scheme[0] ? c->activation_scheme : "dynamic");
+    cJSON_AddStringToObject(q, "fmt", "e4m3");
+    cJSON_AddStringToObject(q, "quant_method", "fp8");
+    if (c->scale_fmt == DC_SCALE_UE8M0)
+        cJSON_AddStringToObject(q, "scale_fmt", "ue8m0");
+    cJSON *bs = cJSON_AddArrayToObject(q, "weight_block_size");
+    cJSON_AddItemToArray(bs, cJSON_CreateNumber(c->block_rows ? c->block_rows : 128));
+    cJSON_AddItemToArray(bs, cJSON_CreateNumber(c->block_cols ? c->block_cols : 128));
+}
+
+/* config.json of a dense GQA decoder, with the field names and order of the DeepSeek-R1-Distill
+ * releases (Qwen2Config / LlamaConfig as saved by transformers). */
+static char *dense_to_json(const dc_config *c)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    bool qwen = c->arch == DC_ARCH_QWEN2;
+    cJSON *a = cJSON_AddArrayToObject(o, "architectures");
+    cJSON_AddItemToArray(a, cJSON_CreateString(c->architecture[0] ? c->architecture
+                                               : qwen ? "Qwen2ForCausalLM" : "LlamaForCausalLM"));
+    if (!qwen)
+        cJSON_AddBoolToObject(o, "attention_bias", c->attn_qkv_bias);
+    cJSON_AddNumberToObject(o, "attention_dropout", 0.0);
+    cJSON_AddNumberToObject(o, "bos_token_id", (double)c->bos_token_id);
+    cJSON_AddNumberToObject(o, "eos_token_id", (double)c->eos_token_id);
+    if (!qwen || (int64_t)c->head_dim * c->n_heads != c->hidden_size)
+        cJSON_AddNumberToObject(o, "head_dim", c->head_dim);
+    cJSON_AddStringToObject(o, "hidden_act", "silu");
+    cJSON_AddNumberToObject(o, "hidden_size", (double)c->hidden_size);
+    cJSON_AddNumberToObject(o, "initializer_range", 0.02);
+    cJSON_AddNumberToObject(o, "intermediate_size", (double)c->intermediate_size);
+    cJSON_AddNumberToObject(o, "max_position_embeddings", (double)c->max_position_embeddings);
+    if (qwen)
+        cJSON_AddNumberToObject(o, "max_window_layers", c->max_window_layers ? c->max_window_layers : c->n_layers);
+    else
+        cJSON_AddFalseToObject(o, "mlp_bias");
+    cJSON_AddStringToObject(o, "model_type", dc_arch_name(c->arch));
+    cJSON_AddNumberToObject(o, "num_attention_heads", c->n_heads);
+    cJSON_AddNumberToObject(o, "num_hidden_layers", c->n_layers);
+    cJSON_AddNumberToObject(o, "num_key_value_heads", c->n_kv_heads);
+    if (!qwen)
+        cJSON_AddNumberToObject(o, "pretraining_tp", 1);
+    add_quant(o, c);
+    cJSON_AddNumberToObject(o, "rms_norm_eps", c->rms_norm_eps);
+    if (c->rope_llama3) {
+        cJSON *r = cJSON_AddObjectToObject(o, "rope_scaling");
+        cJSON_AddNumberToObject(r, "factor", c->rope_factor);
+        cJSON_AddNumberToObject(r, "high_freq_factor", c->rope_high_freq_factor);
+        cJSON_AddNumberToObject(r, "low_freq_factor", c->rope_low_freq_factor);
+        cJSON_AddNumberToObject(r, "original_max_position_embeddings", (double)c->rope_original_max_pos);
+        cJSON_AddStringToObject(r, "rope_type", "llama3");
+    } else
+        cJSON_AddNullToObject(o, "rope_scaling");
+    cJSON_AddNumberToObject(o, "rope_theta", c->rope_theta);
+    if (qwen)
+        cJSON_AddNullToObject(o, "sliding_window");
+    cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tie_word_embeddings);
+    cJSON_AddStringToObject(o, "torch_dtype", c->torch_dtype[0] ? c->torch_dtype : "bfloat16");
+    cJSON_AddStringToObject(o, "transformers_version", qwen ? "4.44.0" : "4.43.0.dev0");
+    cJSON_AddTrueToObject(o, "use_cache");
+    if (qwen) {
+        cJSON_AddFalseToObject(o, "use_mrope");
+        cJSON_AddFalseToObject(o, "use_sliding_window");
+    }
+    cJSON_AddNumberToObject(o, "vocab_size", (double)c->vocab_size);
+    char *s = cJSON_Print(o);
+    cJSON_Delete(o);
+    return s;
+}
+
 char *dc_config_to_json(const dc_config *c)
 {
+    if (dc_arch_dense(c->arch))
+        return dense_to_json(c);
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return NULL;
@@ -401,17 +648,7 @@ char *dc_config_to_json(const dc_config *c)
         cJSON_AddNullToObject(o, "q_lora_rank");
     cJSON_AddNumberToObject(o, "qk_nope_head_dim", c->qk_nope_head_dim);
     cJSON_AddNumberToObject(o, "qk_rope_head_dim", c->qk_rope_head_dim);
-    if (c->quant_fp8) {
-        cJSON *q = cJSON_AddObjectToObject(o, "quantization_config");
-        cJSON_AddStringToObject(q, "activation_scheme", c->activation_scheme[0] ? c->activation_scheme : "dynamic");
-        cJSON_AddStringToObject(q, "fmt", "e4m3");
-        cJSON_AddStringToObject(q, "quant_method", "fp8");
-        if (c->scale_fmt == DC_SCALE_UE8M0)
-            cJSON_AddStringToObject(q, "scale_fmt", "ue8m0");
-        cJSON *bs = cJSON_AddArrayToObject(q, "weight_block_size");
-        cJSON_AddItemToArray(bs, cJSON_CreateNumber(c->block_rows ? c->block_rows : 128));
-        cJSON_AddItemToArray(bs, cJSON_CreateNumber(c->block_cols ? c->block_cols : 128));
-    }
+    add_quant(o, c);
     cJSON_AddNumberToObject(o, "rms_norm_eps", c->rms_norm_eps);
     if (c->rope_yarn) {
         cJSON *r = cJSON_AddObjectToObject(o, "rope_scaling");

@@ -1,4 +1,6 @@
-/* Model configuration: Hugging Face config.json -> validated struct, for the DeepSeek families. */
+/* Model configuration: Hugging Face config.json -> validated struct, for the DeepSeek families
+ * (MLA + MoE: deepseek_v3, deepseek_v2) and the dense GQA decoders of DeepSeek's distilled and
+ * earlier models (qwen2: R1-Distill-Qwen; llama: R1-Distill-Llama, DeepSeek LLM). */
 #ifndef DC_CONFIG_H
 #define DC_CONFIG_H
 #include "dc_common.h"
@@ -7,7 +9,12 @@ typedef enum dc_arch {
     DC_ARCH_UNKNOWN = 0,
     DC_ARCH_DEEPSEEK_V3, /* model_type deepseek_v3: V3, R1, V3.1 */
     DC_ARCH_DEEPSEEK_V2, /* model_type deepseek_v2: V2, V2-Lite, V2.5 */
+    DC_ARCH_QWEN2,       /* model_type qwen2: DeepSeek-R1-Distill-Qwen-1.5B/7B/14B/32B */
+    DC_ARCH_LLAMA,       /* model_type llama: DeepSeek-R1-Distill-Llama-8B/70B, DeepSeek LLM 7B/67B */
 } dc_arch;
+
+/* A dense GQA decoder (qwen2, llama): no MLA, no experts, no MTP layers. */
+bool dc_arch_dense(dc_arch a);
 
 typedef enum dc_score_func { DC_SCORE_SOFTMAX = 0, DC_SCORE_SIGMOID = 1 } dc_score_func;
 typedef enum dc_scale_fmt { DC_SCALE_F32 = 0, DC_SCALE_UE8M0 = 1 } dc_scale_fmt;
@@ -25,7 +32,7 @@ typedef struct dc_config {
     int n_layers;                  /* num_hidden_layers (MTP layers not included) */
     int n_mtp_layers;              /* num_nextn_predict_layers */
     int n_heads;
-    int n_kv_heads;
+    int n_kv_heads;  /* DeepSeek: = n_heads; dense archs: num_key_value_heads (GQA) */
     int q_lora_rank; /* 0 = plain q_proj */
     int kv_lora_rank;
     int qk_nope_head_dim, qk_rope_head_dim, v_head_dim;
@@ -42,12 +49,23 @@ typedef struct dc_config {
     bool norm_topk_prob;
     bool has_router_bias; /* e_score_correction_bias present (topk_method noaux_tc) */
 
+    /* dense GQA decoders (qwen2, llama). For these archs the DeepSeek fields above are filled so that
+     * generic code stays valid: every layer dense (first_k_dense_replace = n_layers), no experts,
+     * n_group = topk_group = 1, qk_rope_head_dim = v_head_dim = head_dim, qk_nope_head_dim = 0. */
+    int head_dim;        /* head_dim, or hidden_size / num_attention_heads */
+    bool attn_qkv_bias;  /* q/k/v_proj have biases: qwen2 always, llama iff attention_bias */
+    bool attn_o_bias;    /* o_proj has a bias: llama iff attention_bias */
+    int max_window_layers; /* qwen2 (sliding window off): kept for config.json round trips */
+
     double rope_theta;
-    double rms_norm_eps;
+    double rms_norm_eps; /* used by the dense archs; DeepSeek's model.py always uses 1e-6 */
     int64_t max_position_embeddings;
     bool rope_yarn;
     double rope_factor, rope_mscale, rope_mscale_all_dim, rope_beta_fast, rope_beta_slow;
     int64_t rope_original_max_pos;
+    /* rope_scaling {"rope_type": "llama3"}: factor and original_max_position_embeddings above */
+    bool rope_llama3;
+    double rope_low_freq_factor, rope_high_freq_factor;
 
     int64_t bos_token_id, eos_token_id;
     bool tie_word_embeddings;

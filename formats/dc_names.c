@@ -10,36 +10,44 @@ static const char *ROLE_NAMES[DC_ROLE_COUNT] = {
     "mlp_gate", "mlp_up", "mlp_down", "router", "router_bias",
     "expert_gate", "expert_up", "expert_down", "shexp_gate", "shexp_up", "shexp_down",
     "mtp_embed", "mtp_enorm", "mtp_hnorm", "mtp_eh_proj", "mtp_head_norm", "mtp_head",
+    "k_proj", "v_proj", "q_bias", "k_bias", "v_bias", "o_bias",
 };
 
 const char *dc_role_name(dc_role r) { return (unsigned)r < DC_ROLE_COUNT ? ROLE_NAMES[r] : "unknown"; }
 
-/* Layer-level suffixes (after "model.layers.N.") */
-static const struct { const char *suffix; dc_role role; } LAYER_SUFFIX[] = {
-    {"input_layernorm.weight", DC_ROLE_ATTN_NORM},
-    {"post_attention_layernorm.weight", DC_ROLE_FFN_NORM},
-    {"self_attn.q_proj.weight", DC_ROLE_Q_PROJ},
-    {"self_attn.q_a_proj.weight", DC_ROLE_Q_A_PROJ},
-    {"self_attn.q_a_layernorm.weight", DC_ROLE_Q_A_NORM},
-    {"self_attn.q_b_proj.weight", DC_ROLE_Q_B_PROJ},
-    {"self_attn.kv_a_proj_with_mqa.weight", DC_ROLE_KV_A_PROJ},
-    {"self_attn.kv_a_layernorm.weight", DC_ROLE_KV_A_NORM},
-    {"self_attn.kv_b_proj.weight", DC_ROLE_KV_B_PROJ},
-    {"self_attn.o_proj.weight", DC_ROLE_O_PROJ},
-    {"mlp.gate_proj.weight", DC_ROLE_MLP_GATE},
-    {"mlp.up_proj.weight", DC_ROLE_MLP_UP},
-    {"mlp.down_proj.weight", DC_ROLE_MLP_DOWN},
-    {"mlp.gate.weight", DC_ROLE_ROUTER},
-    {"mlp.gate.e_score_correction_bias", DC_ROLE_ROUTER_BIAS},
-    {"mlp.shared_experts.gate_proj.weight", DC_ROLE_SHEXP_GATE},
-    {"mlp.shared_experts.up_proj.weight", DC_ROLE_SHEXP_UP},
-    {"mlp.shared_experts.down_proj.weight", DC_ROLE_SHEXP_DOWN},
-    {"embed_tokens.weight", DC_ROLE_MTP_EMBED},
-    {"enorm.weight", DC_ROLE_MTP_ENORM},
-    {"hnorm.weight", DC_ROLE_MTP_HNORM},
-    {"eh_proj.weight", DC_ROLE_MTP_EH_PROJ},
-    {"shared_head.norm.weight", DC_ROLE_MTP_HEAD_NORM},
-    {"shared_head.head.weight", DC_ROLE_MTP_HEAD},
+/* Layer-level suffixes (after "model.layers.N."), with the architectures that have them. */
+enum { DS = 1, DENSE = 2 };
+static const struct { const char *suffix; dc_role role; int archs; } LAYER_SUFFIX[] = {
+    {"input_layernorm.weight", DC_ROLE_ATTN_NORM, DS | DENSE},
+    {"post_attention_layernorm.weight", DC_ROLE_FFN_NORM, DS | DENSE},
+    {"self_attn.q_proj.weight", DC_ROLE_Q_PROJ, DS | DENSE},
+    {"self_attn.q_a_proj.weight", DC_ROLE_Q_A_PROJ, DS},
+    {"self_attn.q_a_layernorm.weight", DC_ROLE_Q_A_NORM, DS},
+    {"self_attn.q_b_proj.weight", DC_ROLE_Q_B_PROJ, DS},
+    {"self_attn.kv_a_proj_with_mqa.weight", DC_ROLE_KV_A_PROJ, DS},
+    {"self_attn.kv_a_layernorm.weight", DC_ROLE_KV_A_NORM, DS},
+    {"self_attn.kv_b_proj.weight", DC_ROLE_KV_B_PROJ, DS},
+    {"self_attn.o_proj.weight", DC_ROLE_O_PROJ, DS | DENSE},
+    {"mlp.gate_proj.weight", DC_ROLE_MLP_GATE, DS | DENSE},
+    {"mlp.up_proj.weight", DC_ROLE_MLP_UP, DS | DENSE},
+    {"mlp.down_proj.weight", DC_ROLE_MLP_DOWN, DS | DENSE},
+    {"mlp.gate.weight", DC_ROLE_ROUTER, DS},
+    {"mlp.gate.e_score_correction_bias", DC_ROLE_ROUTER_BIAS, DS},
+    {"mlp.shared_experts.gate_proj.weight", DC_ROLE_SHEXP_GATE, DS},
+    {"mlp.shared_experts.up_proj.weight", DC_ROLE_SHEXP_UP, DS},
+    {"mlp.shared_experts.down_proj.weight", DC_ROLE_SHEXP_DOWN, DS},
+    {"embed_tokens.weight", DC_ROLE_MTP_EMBED, DS},
+    {"enorm.weight", DC_ROLE_MTP_ENORM, DS},
+    {"hnorm.weight", DC_ROLE_MTP_HNORM, DS},
+    {"eh_proj.weight", DC_ROLE_MTP_EH_PROJ, DS},
+    {"shared_head.norm.weight", DC_ROLE_MTP_HEAD_NORM, DS},
+    {"shared_head.head.weight", DC_ROLE_MTP_HEAD, DS},
+    {"self_attn.k_proj.weight", DC_ROLE_K_PROJ, DENSE},
+    {"self_attn.v_proj.weight", DC_ROLE_V_PROJ, DENSE},
+    {"self_attn.q_proj.bias", DC_ROLE_Q_BIAS, DENSE},
+    {"self_attn.k_proj.bias", DC_ROLE_K_BIAS, DENSE},
+    {"self_attn.v_proj.bias", DC_ROLE_V_BIAS, DENSE},
+    {"self_attn.o_proj.bias", DC_ROLE_O_BIAS, DENSE},
 };
 #define N_LAYER_SUFFIX (sizeof LAYER_SUFFIX / sizeof LAYER_SUFFIX[0])
 
@@ -50,6 +58,7 @@ bool dc_role_is_fp8(dc_role r)
     case DC_ROLE_KV_B_PROJ: case DC_ROLE_O_PROJ: case DC_ROLE_MLP_GATE: case DC_ROLE_MLP_UP:
     case DC_ROLE_MLP_DOWN: case DC_ROLE_EXP_GATE: case DC_ROLE_EXP_UP: case DC_ROLE_EXP_DOWN:
     case DC_ROLE_SHEXP_GATE: case DC_ROLE_SHEXP_UP: case DC_ROLE_SHEXP_DOWN:
+    case DC_ROLE_K_PROJ: case DC_ROLE_V_PROJ:
         return true;
     default:
         return false;
@@ -91,6 +100,8 @@ bool dc_name_parse(const dc_config *c, const char *name, dc_name_info *info)
         info->is_scale = true;
     }
     const char *n = buf;
+    bool dense = dc_arch_dense(c->arch);
+    int mask = dense ? DENSE : DS;
     if (!strcmp(n, "model.embed_tokens.weight")) info->role = DC_ROLE_EMBED;
     else if (!strcmp(n, "lm_head.weight")) info->role = DC_ROLE_LM_HEAD;
     else if (!strcmp(n, "model.norm.weight")) info->role = DC_ROLE_FINAL_NORM;
@@ -99,7 +110,9 @@ bool dc_name_parse(const dc_config *c, const char *name, dc_name_info *info)
         if (!parse_index(&p, &info->layer) || *p != '.')
             return false;
         p++;
-        if (!strncmp(p, "mlp.experts.", 12)) {
+        if (dense && info->layer >= c->n_layers)
+            return false;
+        if (!dense && !strncmp(p, "mlp.experts.", 12)) {
             const char *q = p + 12;
             if (!parse_index(&q, &info->expert) || *q != '.')
                 return false;
@@ -110,7 +123,7 @@ bool dc_name_parse(const dc_config *c, const char *name, dc_name_info *info)
             else return false;
         } else {
             for (size_t i = 0; i < N_LAYER_SUFFIX; i++)
-                if (!strcmp(p, LAYER_SUFFIX[i].suffix)) {
+                if ((LAYER_SUFFIX[i].archs & mask) && !strcmp(p, LAYER_SUFFIX[i].suffix)) {
                     info->role = LAYER_SUFFIX[i].role;
                     break;
                 }
@@ -194,8 +207,35 @@ static void push(elist *l, dc_role role, int layer, int expert, int ndim, int64_
     }
 }
 
+/* A dense GQA decoder layer, in Hugging Face's state-dict order (weights, then their biases). */
+static void push_dense_layer(elist *l, const dc_config *c, int i)
+{
+    int64_t H = c->hidden_size, q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
+    push(l, DC_ROLE_ATTN_NORM, i, -1, 1, H, 0);
+    push(l, DC_ROLE_Q_PROJ, i, -1, 2, q, H);
+    if (c->attn_qkv_bias)
+        push(l, DC_ROLE_Q_BIAS, i, -1, 1, q, 0);
+    push(l, DC_ROLE_K_PROJ, i, -1, 2, kv, H);
+    if (c->attn_qkv_bias)
+        push(l, DC_ROLE_K_BIAS, i, -1, 1, kv, 0);
+    push(l, DC_ROLE_V_PROJ, i, -1, 2, kv, H);
+    if (c->attn_qkv_bias)
+        push(l, DC_ROLE_V_BIAS, i, -1, 1, kv, 0);
+    push(l, DC_ROLE_O_PROJ, i, -1, 2, H, q);
+    if (c->attn_o_bias)
+        push(l, DC_ROLE_O_BIAS, i, -1, 1, H, 0);
+    push(l, DC_ROLE_FFN_NORM, i, -1, 1, H, 0);
+    push(l, DC_ROLE_MLP_GATE, i, -1, 2, c->intermediate_size, H);
+    push(l, DC_ROLE_MLP_UP, i, -1, 2, c->intermediate_size, H);
+    push(l, DC_ROLE_MLP_DOWN, i, -1, 2, H, c->intermediate_size);
+}
+
 static void push_layer(elist *l, const dc_config *c, int i)
 {
+    if (dc_arch_dense(c->arch)) {
+        push_dense_layer(l, c, i);
+        return;
+    }
     int64_t H = c->hidden_size, nh = c->n_heads;
     int64_t qd = c->qk_nope_head_dim + c->qk_rope_head_dim;
     push(l, DC_ROLE_ATTN_NORM, i, -1, 1, H, 0);

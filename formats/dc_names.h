@@ -1,5 +1,6 @@
-/* Tensor naming: Hugging Face names of the DeepSeek families -> roles, and the full expected
- * tensor set (names, shapes, which are FP8 in the release) of a config. */
+/* Tensor naming: Hugging Face names of the DeepSeek families (and of the dense Qwen2 / Llama
+ * decoders of the distills) -> roles, and the full expected tensor set (names, shapes, which are
+ * FP8 in the release layout) of a config. */
 #ifndef DC_NAMES_H
 #define DC_NAMES_H
 #include "dc_config.h"
@@ -17,6 +18,9 @@ typedef enum dc_role {
     DC_ROLE_SHEXP_GATE, DC_ROLE_SHEXP_UP, DC_ROLE_SHEXP_DOWN,    /* shared experts */
     DC_ROLE_MTP_EMBED, DC_ROLE_MTP_ENORM, DC_ROLE_MTP_HNORM, DC_ROLE_MTP_EH_PROJ,
     DC_ROLE_MTP_HEAD_NORM, DC_ROLE_MTP_HEAD,
+    /* dense GQA decoders (qwen2, llama): separate k/v projections and the attention biases */
+    DC_ROLE_K_PROJ, DC_ROLE_V_PROJ,
+    DC_ROLE_Q_BIAS, DC_ROLE_K_BIAS, DC_ROLE_V_BIAS, DC_ROLE_O_BIAS,
     DC_ROLE_COUNT
 } dc_role;
 
@@ -29,11 +33,14 @@ typedef struct dc_name_info {
 } dc_name_info;
 
 const char *dc_role_name(dc_role r);
-/* Parses an HF tensor name. Returns false for names outside the architecture's table. */
+/* Parses an HF tensor name. Returns false for names outside the architecture's table (the
+ * DeepSeek table for deepseek_v3 / deepseek_v2 / no config; the dense table for qwen2 / llama,
+ * whose layer index must also be < num_hidden_layers). */
 bool dc_name_parse(const dc_config *c, const char *name, dc_name_info *info);
 /* Builds the HF name of a role (is_scale appends _scale_inv). */
 void dc_name_build(const dc_name_info *info, char *buf, size_t cap);
-/* Is this role's weight stored as FP8 (with a block scale) in the FP8 release? */
+/* Is this role's weight stored as FP8 (with a block scale) in the FP8 release? (For the dense
+ * archs: q/k/v/o and the MLP projections; never biases, norms, embeddings or lm_head.) */
 bool dc_role_is_fp8(dc_role r);
 
 typedef struct dc_expect {

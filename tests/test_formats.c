@@ -352,8 +352,8 @@ static const dir_case DIR_CASES[] = {
     {"index without weight_map", "{\"metadata\":{}}", NULL, false, DC_ERR_FORMAT, "no \"weight_map\" object"},
     {"index path traversal", IDX("\"x\":\"../a.safetensors\""), NULL, false, DC_ERR_FORMAT, "not a plain file name"},
     {"config not JSON", NULL, "{model_type", false, DC_ERR_CONFIG, "not a JSON object"},
-    {"config unsupported architecture", NULL, "{\"model_type\":\"llama\",\"architectures\":[\"LlamaForCausalLM\"]}",
-     false, DC_ERR_UNSUPPORTED, "unsupported architecture: model_type \"llama\""},
+    {"config unsupported architecture", NULL, "{\"model_type\":\"mistral\",\"architectures\":[\"MistralForCausalLM\"]}",
+     false, DC_ERR_UNSUPPORTED, "unsupported architecture: model_type \"mistral\""},
     {"config missing field", NULL, "{\"model_type\":\"deepseek_v3\",\"vocab_size\":10}", false, DC_ERR_CONFIG,
      "missing required field \"hidden_size\""},
 };

@@ -88,6 +88,10 @@ int cmd_inspect(int argc, char **argv)
             cJSON_AddNumberToObject(o, "n_experts_routed", c->n_experts_routed);
             cJSON_AddNumberToObject(o, "n_experts_shared", c->n_experts_shared);
             cJSON_AddNumberToObject(o, "n_experts_per_tok", c->n_experts_per_tok);
+            cJSON_AddNumberToObject(o, "n_heads", c->n_heads);
+            cJSON_AddNumberToObject(o, "n_kv_heads", c->n_kv_heads);
+            if (dc_arch_dense(c->arch))
+                cJSON_AddNumberToObject(o, "head_dim", c->head_dim);
             cJSON_AddNumberToObject(o, "hidden_size", (double)c->hidden_size);
             cJSON_AddNumberToObject(o, "vocab_size", (double)c->vocab_size);
             cJSON_AddNumberToObject(o, "n_params_active", (double)cfg_active);
@@ -153,15 +157,25 @@ int cmd_inspect(int argc, char **argv)
         printf("checkpoint     %s\n", path);
         if (ck->has_config) {
             printf("architecture   %s (%s)\n", dc_arch_name(c->arch), c->architecture);
-            printf("layers         %d (%d dense, %d MoE), MTP layers: %d in config, %d present\n", c->n_layers,
-                   c->first_k_dense_replace, c->n_layers - c->first_k_dense_replace, c->n_mtp_layers,
-                   chk.n_mtp_layers_present);
-            printf("experts        %d routed (%d per token, %d groups / top %d, %s, scale %g), %d shared\n",
-                   c->n_experts_routed, c->n_experts_per_tok, c->n_group, c->topk_group,
-                   c->scoring_func == DC_SCORE_SIGMOID ? "sigmoid" : "softmax", c->routed_scaling_factor,
-                   c->n_experts_shared);
-            printf("attention      MLA, %d heads, q_lora %d, kv_lora %d, nope/rope/v %d/%d/%d\n", c->n_heads,
-                   c->q_lora_rank, c->kv_lora_rank, c->qk_nope_head_dim, c->qk_rope_head_dim, c->v_head_dim);
+            if (dc_arch_dense(c->arch)) {
+                printf("layers         %d (dense decoder, SwiGLU MLP %lld)\n", c->n_layers,
+                       (long long)c->intermediate_size);
+                printf("attention      GQA, %d heads, %d key/value heads, head_dim %d, %s, rope_theta %g%s\n",
+                       c->n_heads, c->n_kv_heads, c->head_dim,
+                       c->attn_o_bias ? "q/k/v/o biases" : c->attn_qkv_bias ? "q/k/v biases" : "no biases",
+                       c->rope_theta, c->rope_llama3 ? ", llama3 rope scaling" : "");
+                printf("embeddings     %s\n", c->tie_word_embeddings ? "tied (lm_head = embed_tokens)" : "separate lm_head");
+            } else {
+                printf("layers         %d (%d dense, %d MoE), MTP layers: %d in config, %d present\n", c->n_layers,
+                       c->first_k_dense_replace, c->n_layers - c->first_k_dense_replace, c->n_mtp_layers,
+                       chk.n_mtp_layers_present);
+                printf("experts        %d routed (%d per token, %d groups / top %d, %s, scale %g), %d shared\n",
+                       c->n_experts_routed, c->n_experts_per_tok, c->n_group, c->topk_group,
+                       c->scoring_func == DC_SCORE_SIGMOID ? "sigmoid" : "softmax", c->routed_scaling_factor,
+                       c->n_experts_shared);
+                printf("attention      MLA, %d heads, q_lora %d, kv_lora %d, nope/rope/v %d/%d/%d\n", c->n_heads,
+                       c->q_lora_rank, c->kv_lora_rank, c->qk_nope_head_dim, c->qk_rope_head_dim, c->v_head_dim);
+            }
             printf("vocab/hidden   %lld / %lld\n", (long long)c->vocab_size, (long long)c->hidden_size);
             printf("parameters     %.3fB in tensors (%.3fB in MTP layers); config: %.3fB main, %.3fB activated per token\n",
                    n_params / 1e9, n_params_mtp / 1e9, cfg_total / 1e9, cfg_active / 1e9);

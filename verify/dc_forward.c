@@ -1,4 +1,5 @@
-/* The reference forward pass of DeepSeek V3 / V2 in float32 (see dc_forward.h, docs/forward.md).
+/* The reference forward pass of DeepSeek V3 / V2 in float32 (see dc_forward.h, docs/forward.md),
+ * and of the dense GQA decoders of the distills (Qwen2, Llama: docs/distills.md).
  *
  * Notation (NOTES.md): L tokens, D hidden, H heads, dn / dr / dv = qk_nope / qk_rope / v head dims,
  * dq = dn + dr, c = kv_lora_rank, qr = q_lora_rank, E routed experts, K experts per token,
@@ -7,7 +8,10 @@
  * Per layer (pre-norm residual, model.py's Block):
  *     x = x + attn(attn_norm(x));  x = x + ffn(ffn_norm(x))
  * attn is MLA computed in the "naive" form (per-head keys from kv_b); ffn is a SiLU-gated MLP for
- * dense layers and shared-experts + routed experts for MoE layers.
+ * dense layers and shared-experts + routed experts for MoE layers. For qwen2 / llama, attn is
+ * grouped-query attention (q/k/v/o projections with optional biases, NeoX "rotate_half" RoPE over
+ * the whole head, optionally llama3-scaled) and every layer has the SiLU-gated MLP; RMSNorm uses
+ * the config's rms_norm_eps (DeepSeek's model.py always uses 1e-6).
  *
  * Determinism: every output element is produced by exactly one thread with a summation order that
  * depends only on the shapes, so results are bit-identical for any OpenMP thread count, and (no
@@ -121,7 +125,9 @@ typedef struct layer {
     mat wq_b;          /* q_b_proj                   [H*dq, qr] */
     mat wkv_a;         /* kv_a_proj_with_mqa         [c+dr, D] */
     mat wkv_b;         /* kv_b_proj                  [H*(dn+dv), c] */
-    mat wo;            /* o_proj                     [D, H*dv] */
+    mat wo;            /* o_proj                     [D, H*dv]  (dense archs: [D, H*hd]) */
+    mat wk, wv;        /* dense archs: k_proj, v_proj [KVH*hd, D] */
+    float *bq, *bk, *bv, *bo; /* dense archs: q/k/v/o_proj biases, or NULL */
     bool moe;
     bool has_mlp;      /* dense MLP, or shared experts present */
     mat w1, w3, w2;    /* gate_proj [F, D], up_proj [F, D], down_proj [D, F]; F = I (dense) or
@@ -137,6 +143,9 @@ struct dc_model {
     dc_fwd_opts opts;
     int64_t D, V, H, dn, dr, dv, dq, c, qr, E, K, mi, I, ffn_max;
     int n_layers;
+    bool dense;         /* qwen2 / llama: GQA decoder (dn = 0, dr = dv = dq = hd) */
+    int64_t KVH, hd;    /* dense archs: key/value heads, head dim */
+    float eps;          /* RMSNorm epsilon: 1e-6 for DeepSeek (model.py), rms_norm_eps otherwise */
     mat embed;          /* model.embed_tokens.weight  [V, D] (rows looked up, never cached) */
     mat head;           /* lm_head.weight             [V, D] (embed when tied) */
     float *final_norm;  /* model.norm.weight          [D] */
@@ -184,6 +193,7 @@ void dc_model_free(dc_model *m)
     for (int i = 0; m->layers && i < m->n_layers; i++) {
         layer *l = &m->layers[i];
         free(l->attn_norm); free(l->ffn_norm); free(l->q_a_norm); free(l->kv_a_norm); free(l->router_bias);
+        free(l->bq); free(l->bk); free(l->bv); free(l->bo); mat_free(&l->wk); mat_free(&l->wv);
         mat_free(&l->wq); mat_free(&l->wq_a); mat_free(&l->wq_b); mat_free(&l->wkv_a); mat_free(&l->wkv_b);
         mat_free(&l->wo); mat_free(&l->w1); mat_free(&l->w2); mat_free(&l->w3); mat_free(&l->router);
         for (int64_t e = 0; l->ew1 && e < m->E; e++) {
@@ -214,6 +224,40 @@ static dc_status read_vec(const dc_weight *w, float **out, dc_err *err)
 
 /* ---- RoPE / YaRN tables (NOTES.md 3.1, 3.2) -------------------------------------------------- */
 
+/* The dense archs: transformers' default inverse frequencies over the whole head, optionally
+ * llama3-scaled (modeling_rope_utils._compute_default_rope_parameters / _compute_llama3_parameters),
+ * with the same float32 operations: Tensor.__rtruediv__ is reciprocal() * scalar, and python
+ * scalars meet float32 tensors as float32. The softmax scale is head_dim^-0.5. */
+static void rope_init_dense(dc_model *m)
+{
+    const dc_config *c = &m->cfg;
+    int64_t dim = m->hd, half = dim / 2;
+    float base = (float)c->rope_theta;
+    for (int64_t i = 0; i < half; i++) {
+        float e = (float)(2 * i) / (float)dim;
+        m->freqs[i] = 1.0f / powf(base, e);
+    }
+    if (c->rope_llama3) {
+        float factor = (float)c->rope_factor, lo = (float)c->rope_low_freq_factor;
+        float old_ctx = (float)c->rope_original_max_pos;
+        float low_wl = (float)((double)c->rope_original_max_pos / c->rope_low_freq_factor);
+        float high_wl = (float)((double)c->rope_original_max_pos / c->rope_high_freq_factor);
+        float span = (float)(c->rope_high_freq_factor - c->rope_low_freq_factor);
+        float two_pi = (float)(2.0 * M_PI);
+        for (int64_t i = 0; i < half; i++) {
+            float f = m->freqs[i];
+            float wavelen = (1.0f / f) * two_pi;
+            float fl = wavelen > low_wl ? f / factor : f; /* low frequencies: divided by factor */
+            if (!(wavelen < high_wl) && !(wavelen > low_wl)) { /* medium: smooth interpolation */
+                float smooth = ((1.0f / wavelen) * old_ctx - lo) / span;
+                fl = (1.0f - smooth) * fl / factor + smooth * fl;
+            }
+            m->freqs[i] = fl;
+        }
+    }
+    m->softmax_scale = (float)(1.0 / sqrt((double)m->hd));
+}
+
 static dc_status rope_init(dc_model *m, dc_err *err)
 {
     const dc_config *c = &m->cfg;
@@ -221,6 +265,10 @@ static dc_status rope_init(dc_model *m, dc_err *err)
     m->freqs = dc_malloc((size_t)(half ? half : 1) * sizeof(float), err);
     if (!m->freqs)
         return DC_ERR_NOMEM;
+    if (m->dense) {
+        rope_init_dense(m);
+        return DC_OK;
+    }
     m->yarn = c->rope_yarn && m->opts.max_seq_len > c->rope_original_max_pos;
     float base = (float)c->rope_theta;
     for (int64_t i = 0; i < half; i++) {
@@ -260,6 +308,14 @@ static dc_status shape_error(const dc_ckpt *ck, const dc_tensor *t, const dc_exp
                              dc_err *err)
 {
     char got[64], want[64];
+    if (dc_arch_dense(c->arch))
+        return dc_err_set(err, DC_ERR_MODEL,
+                          "%s: tensor %s (in %s) has shape [%s], but config.json (hidden_size %lld, heads %d, "
+                          "key_value heads %d, head_dim %d, intermediate_size %lld, vocab %lld) implies [%s]",
+                          ck->path, t->name, dc_ckpt_file_name(ck, t), dc_shape_str(t->ndim, t->shape, got, sizeof got),
+                          (long long)c->hidden_size, c->n_heads, c->n_kv_heads, c->head_dim,
+                          (long long)c->intermediate_size, (long long)c->vocab_size,
+                          dc_shape_str(e->ndim, e->shape, want, sizeof want));
     return dc_err_set(err, DC_ERR_MODEL,
                       "%s: tensor %s (in %s) has shape [%s], but config.json (hidden_size %lld, heads %d, "
                       "q_lora_rank %d, kv_lora_rank %d, qk dims %d/%d, v_head_dim %d, experts %d, vocab %lld) "
@@ -289,6 +345,12 @@ static mat *slot_for(dc_model *m, const dc_name_info *ni, float ***vec)
     case DC_ROLE_Q_A_NORM: *vec = &l->q_a_norm; return NULL;
     case DC_ROLE_KV_A_NORM: *vec = &l->kv_a_norm; return NULL;
     case DC_ROLE_ROUTER_BIAS: *vec = &l->router_bias; return NULL;
+    case DC_ROLE_Q_BIAS: *vec = &l->bq; return NULL;
+    case DC_ROLE_K_BIAS: *vec = &l->bk; return NULL;
+    case DC_ROLE_V_BIAS: *vec = &l->bv; return NULL;
+    case DC_ROLE_O_BIAS: *vec = &l->bo; return NULL;
+    case DC_ROLE_K_PROJ: return &l->wk;
+    case DC_ROLE_V_PROJ: return &l->wv;
     case DC_ROLE_Q_PROJ: return &l->wq;
     case DC_ROLE_Q_A_PROJ: return &l->wq_a;
     case DC_ROLE_Q_B_PROJ: return &l->wq_b;
@@ -339,6 +401,20 @@ dc_status dc_model_load(const dc_ckpt *ck, const dc_fwd_opts *opts, dc_model **o
     m->I = c->intermediate_size;
     m->n_layers = c->n_layers;
     m->ffn_max = m->mi;
+    m->eps = 1e-6f; /* model.py ignores rms_norm_eps */
+    if (dc_arch_dense(c->arch)) {
+        /* GQA decoder: the MLA dims are reused for the scratch layout (q [n][H*hd], keys [n][H*hd]
+         * (KVH*hd used), values in kvb [n][H*hd] (KVH*hd used), o [n][H*hd]) */
+        m->dense = true;
+        m->KVH = c->n_kv_heads;
+        m->hd = c->head_dim;
+        m->dn = 0;
+        m->dr = m->dv = m->dq = m->hd;
+        m->c = m->qr = 0;
+        m->E = m->K = m->mi = 0;
+        m->ffn_max = 0;
+        m->eps = (float)c->rms_norm_eps;
+    }
     dc_expect *ex = NULL;
     size_t n_ex = 0;
 
@@ -554,9 +630,10 @@ static dc_status matmul(dc_model *m, mat *W, const float *x, int64_t n, float *y
     return DC_OK;
 }
 
-/* RMSNorm (eps is always 1e-6, NOTES.md 2): y = (x * rsqrt(mean(x^2) + eps)) * w, rows of width d
- * with stride ld. */
-static void rmsnorm(const float *x, int64_t ldx, const float *w, int64_t n, int64_t d, float *y, int64_t ldy)
+/* RMSNorm: y = (x * rsqrt(mean(x^2) + eps)) * w, rows of width d with stride ld. eps is always
+ * 1e-6 for DeepSeek (NOTES.md 2), the config's rms_norm_eps for the dense archs. */
+static void rmsnorm(const float *x, int64_t ldx, const float *w, int64_t n, int64_t d, float *y, int64_t ldy,
+                    float eps)
 {
 #pragma omp parallel for schedule(static) if (n * d >= PAR_MIN)
     for (int64_t t = 0; t < n; t++) {
@@ -566,7 +643,7 @@ static void rmsnorm(const float *x, int64_t ldx, const float *w, int64_t n, int6
         for (int64_t i = 0; i < d; i++)
             ss += (double)xr[i] * xr[i];
         float ms = (float)(ss / (double)d);
-        float r = 1.0f / sqrtf(ms + 1e-6f);
+        float r = 1.0f / sqrtf(ms + eps);
         for (int64_t i = 0; i < d; i++)
             yr[i] = (xr[i] * r) * w[i];
     }
@@ -690,7 +767,7 @@ static dc_status attention(dc_model *m, layer *l, ws *w, int64_t n, dc_err *err)
     if (m->qr) {
         if ((st = matmul(m, &l->wq_a, w->xn, n, w->qa, err)))
             return st;
-        rmsnorm(w->qa, m->qr, l->q_a_norm, n, m->qr, w->qa, m->qr);
+        rmsnorm(w->qa, m->qr, l->q_a_norm, n, m->qr, w->qa, m->qr, m->eps);
         if ((st = matmul(m, &l->wq_b, w->qa, n, w->q, err)))
             return st;
     } else if ((st = matmul(m, &l->wq, w->xn, n, w->q, err))) {
@@ -699,7 +776,7 @@ static dc_status attention(dc_model *m, layer *l, ws *w, int64_t n, dc_err *err)
     /* latent and shared rope key: kv = wkv_a(x) -> [n][c + dr] */
     if ((st = matmul(m, &l->wkv_a, w->xn, n, w->kv, err)))
         return st;
-    rmsnorm(w->kv, c + dr, l->kv_a_norm, n, c, w->kvn, c);
+    rmsnorm(w->kv, c + dr, l->kv_a_norm, n, c, w->kvn, c, m->eps);
     /* per-head keys and values: kvb = wkv_b(kv_norm(latent)) -> [n][H][dn + dv] */
     if ((st = matmul(m, &l->wkv_b, w->kvn, n, w->kvb, err)))
         return st;
@@ -762,6 +839,100 @@ static dc_status attention(dc_model *m, layer *l, ws *w, int64_t n, dc_err *err)
     }
     /* out = wo(o) -> [n][D] */
     return matmul(m, &l->wo, w->o, n, w->f, err);
+}
+
+/* ---- grouped-query attention of the dense archs (transformers' Qwen2Attention / LlamaAttention) -- */
+
+/* y[t][r] += b[r] */
+static void add_bias(float *y, const float *b, int64_t n, int64_t d)
+{
+    if (!b)
+        return;
+#pragma omp parallel for schedule(static) if (n * d >= PAR_MIN)
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t r = 0; r < d; r++)
+            y[t * d + r] += b[r];
+}
+
+/* NeoX RoPE ("rotate_half"): x[i] and x[i + half] are rotated by angle[i],
+ * x * cos + rotate_half(x) * sin with rotate_half(x) = (-x2, x1). */
+static inline void rope_neox(float *x, const float *cs, const float *sn, int64_t half)
+{
+    for (int64_t i = 0; i < half; i++) {
+        float a = x[i], b = x[i + half];
+        x[i] = a * cs[i] - b * sn[i];
+        x[i + half] = b * cs[i] + a * sn[i];
+    }
+}
+
+static dc_status attention_gqa(dc_model *m, layer *l, ws *w, int64_t n, dc_err *err)
+{
+    int64_t H = m->H, KVH = m->KVH, hd = m->hd, half = hd / 2, rep = H / KVH;
+    int64_t dq = H * hd, dkv = KVH * hd;
+    float *q = w->q, *k = w->k, *v = w->kvb; /* [n][H*hd], [n][KVH*hd], [n][KVH*hd] */
+    dc_status st;
+    if ((st = matmul(m, &l->wq, w->xn, n, q, err)) || (st = matmul(m, &l->wk, w->xn, n, k, err)) ||
+        (st = matmul(m, &l->wv, w->xn, n, v, err)))
+        return st;
+    add_bias(q, l->bq, n, dq);
+    add_bias(k, l->bk, n, dkv);
+    add_bias(v, l->bv, n, dkv);
+#pragma omp parallel for schedule(static) if (n * (H + KVH) * hd >= PAR_MIN)
+    for (int64_t t = 0; t < n; t++) {
+        for (int64_t h = 0; h < H; h++)
+            rope_neox(q + t * dq + h * hd, w->cs + t * half, w->sn + t * half, half);
+        for (int64_t h = 0; h < KVH; h++)
+            rope_neox(k + t * dkv + h * hd, w->cs + t * half, w->sn + t * half, half);
+    }
+    /* query head h reads key/value head h / rep (transformers' repeat_kv) */
+    float scale = m->softmax_scale;
+    par_err pe = {0};
+#pragma omp parallel if (n * n * H * hd >= PAR_MIN)
+    {
+        float *p = malloc((size_t)n * sizeof(float));
+        if (!p) {
+            dc_err e;
+            dc_err_set(&e, DC_ERR_NOMEM, "out of memory (attention scores)");
+            par_fail(&pe, DC_ERR_NOMEM, &e);
+        }
+#pragma omp for schedule(dynamic, 8)
+        for (int64_t i = 0; i < n * H; i++) {
+            if (!p)
+                continue;
+            int64_t s = i / H, h = i % H, g = h / rep;
+            const float *qv = q + s * dq + h * hd;
+            float mx = -INFINITY;
+            for (int64_t t = 0; t <= s; t++) {
+                p[t] = dot1(qv, k + t * dkv + g * hd, hd) * scale;
+                if (p[t] > mx)
+                    mx = p[t];
+            }
+            double sum = 0;
+            for (int64_t t = 0; t <= s; t++) {
+                p[t] = expf(p[t] - mx);
+                sum += p[t];
+            }
+            float inv = (float)(1.0 / sum);
+            float *ov = w->o + s * dq + h * hd;
+            for (int64_t d = 0; d < hd; d++)
+                ov[d] = 0.0f;
+            for (int64_t t = 0; t <= s; t++) {
+                float pt = p[t] * inv;
+                const float *vv = v + t * dkv + g * hd;
+                for (int64_t d = 0; d < hd; d++)
+                    ov[d] += pt * vv[d];
+            }
+        }
+        free(p);
+    }
+    if (pe.st) {
+        *err = pe.err;
+        return pe.st;
+    }
+    if ((st = matmul(m, &l->wo, w->o, n, w->f, err)))
+        return st;
+    add_bias(w->f, l->bo, n, m->D);
+    return DC_OK;
 }
 
 /* ---- SiLU-gated MLP: out = w2(silu(w1 x) * w3 x) --------------------------------------------- */
@@ -1023,12 +1194,12 @@ dc_status dc_forward(dc_model *m, const int32_t *tokens, int64_t n, dc_fwd_out *
     for (int li = 0; li < m->n_layers; li++) {
         layer *l = &m->layers[li];
         /* x = x + attn(attn_norm(x)) */
-        rmsnorm(w.x, D, l->attn_norm, n, D, w.xn, D);
-        if ((st = attention(m, l, &w, n, err)))
+        rmsnorm(w.x, D, l->attn_norm, n, D, w.xn, D, m->eps);
+        if ((st = m->dense ? attention_gqa(m, l, &w, n, err) : attention(m, l, &w, n, err)))
             goto layer_fail;
         add_inplace(w.x, w.f, n * D);
         /* x = x + ffn(ffn_norm(x)) */
-        rmsnorm(w.x, D, l->ffn_norm, n, D, w.xn, D);
+        rmsnorm(w.x, D, l->ffn_norm, n, D, w.xn, D, m->eps);
         if (l->moe) {
             if ((st = moe(m, l, &w, n, err)))
                 goto layer_fail;
@@ -1049,7 +1220,7 @@ dc_status dc_forward(dc_model *m, const int32_t *tokens, int64_t n, dc_fwd_out *
         goto done;
     }
     /* logits = head(norm(x)) */
-    rmsnorm(w.x, D, m->final_norm, n, D, w.xn, D);
+    rmsnorm(w.x, D, m->final_norm, n, D, w.xn, D, m->eps);
     if (hid)
         memcpy(hid + (int64_t)(m->n_layers + 1) * stage, w.xn, (size_t)stage * sizeof(float));
     if (out && out->logits)

@@ -1,5 +1,7 @@
 /* The reference forward pass of the DeepSeek architecture (V3 / R1 / V3.1 and V2 / V2-Lite) in
- * float32, and the evaluation helpers the logits / perplexity / kld commands share.
+ * float32, and the evaluation helpers the logits / perplexity / kld commands share. The dense GQA
+ * decoders (qwen2: R1-Distill-Qwen; llama: R1-Distill-Llama, DeepSeek LLM) run through the same
+ * API with the math of transformers' Qwen2 / Llama models (docs/distills.md).
  *
  * The math is DeepSeek's own inference code (inference/model.py at 9b4e978) as specified in the
  * oracle's NOTES.md: prefill from position 0, causal, logits at every position. Weights stay
@@ -43,8 +45,9 @@ int64_t dc_model_hidden(const dc_model *m);
 int dc_model_moe_layers(const dc_model *m, const int **layers);
 /* Whether layer's router has an e_score_correction_bias (read from the checkpoint). */
 bool dc_model_has_router_bias(const dc_model *m);
-/* The softmax scale (with YaRN's mscale^2 when active) and the RoPE inverse frequencies
- * (qk_rope_head_dim / 2 floats), for tests and docs. */
+/* The softmax scale (with YaRN's mscale^2 when active; head_dim^-0.5 for the dense archs) and the
+ * RoPE inverse frequencies (qk_rope_head_dim / 2 floats, = head_dim / 2 for the dense archs,
+ * llama3-scaled when configured), for tests and docs. */
 float dc_model_softmax_scale(const dc_model *m);
 const float *dc_model_rope_freqs(const dc_model *m);
 /* Bytes of dequantised weights currently cached. */

@@ -488,6 +488,11 @@ dc_status dc_prune_experts(const char *in, const char *out, const dc_prune_opts 
         st = dc_err_set(err, DC_ERR_USAGE, "%s: prune-experts needs a checkpoint directory", in);
         goto done;
     }
+    if (s.n_moe == 0) {
+        st = dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: %s model without routed experts: nothing to prune", in,
+                        dc_arch_name(c->arch));
+        goto done;
+    }
     if (s.K < 1 || s.K >= s.E) {
         st = dc_err_set(err, DC_ERR_USAGE, "--keep %d: must be between 1 and n_routed_experts - 1 = %d", s.K, s.E - 1);
         goto done;

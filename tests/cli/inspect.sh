@@ -97,9 +97,9 @@ mkdir -p "$scratch/incons" && cp "$oracle/models/v2lite/"* "$scratch/incons/"
 sed -i 's/"num_hidden_layers": 3/"num_hidden_layers": 4/' "$scratch/incons/config.json"
 expect_rc 7 "inspect --check on a checkpoint missing a layer" "$dc" inspect "$scratch/incons" --check --no-tensors
 check "the report lists the missing tensors" grep -q "missing      model.layers.3.self_attn.q_proj.weight" "$scratch/stdout"
-sed -i 's/"model_type": "deepseek_v2"/"model_type": "llama"/' "$scratch/incons/config.json"
+sed -i 's/"model_type": "deepseek_v2"/"model_type": "mistral"/' "$scratch/incons/config.json"
 expect_rc 6 "unsupported architecture" "$dc" inspect "$scratch/incons"
-expect_stderr "unsupported architecture: model_type \"llama\"" "unsupported architecture message"
+expect_stderr "unsupported architecture: model_type \"mistral\"" "unsupported architecture message"
 expect_rc 2 "mkmodel unknown preset" "$dc" mkmodel "$scratch/none" --preset v9
 check "no output for an unknown preset" [ ! -e "$scratch/none" ]
 expect_rc 10 "mkmodel into an existing dir" "$dc" mkmodel "$scratch/t1" --preset v3-tiny
