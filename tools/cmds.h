@@ -5,6 +5,7 @@ int cmd_inspect(int argc, char **argv);
 int cmd_hash(int argc, char **argv);
 int cmd_mkmodel(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_reshard(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
