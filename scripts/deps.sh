@@ -1,7 +1,7 @@
 #!/bin/bash
 # Installs the Debian 12 packages deepcast needs to build and test (only the missing ones).
 set -euo pipefail
-pkgs="build-essential cmake pkg-config libcjson-dev libxxhash-dev libpcre2-dev zlib1g-dev libomp-dev
+pkgs="build-essential cmake pkg-config libcjson-dev libxxhash-dev libpcre2-dev libutf8proc-dev zlib1g-dev libomp-dev
       xz-utils python3 clang"
 missing=""
 for p in $pkgs; do

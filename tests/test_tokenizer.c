@@ -500,7 +500,10 @@ static void test_malformed(const char *real_dir)
                NULL) == DC_ERR_UNSUPPORTED);
     CHECK_MSG(strstr(err.msg, "WordPiece"), "%s", err.msg);
     CHECK(MINI(MINI_ADDED, "{\"type\": \"NFC\"}", MINI_BL, "null", MINI_BL, "BPE", MINI_VOCAB,
+               MINI_MERGES, NULL) == DC_OK); /* NFC is supported (utf8proc) */
+    CHECK(MINI(MINI_ADDED, "{\"type\": \"NFKD\"}", MINI_BL, "null", MINI_BL, "BPE", MINI_VOCAB,
                MINI_MERGES, NULL) == DC_ERR_UNSUPPORTED);
+    CHECK_MSG(strstr(err.msg, "NFKD"), "%s", err.msg);
     CHECK(MINI(MINI_ADDED, "null", "{\"type\": \"Metaspace\"}", "null", MINI_BL, "BPE", MINI_VOCAB,
                MINI_MERGES, NULL) == DC_ERR_UNSUPPORTED);
     CHECK(MINI(MINI_ADDED, "null", "null", "null", MINI_BL, "BPE", MINI_VOCAB, MINI_MERGES, NULL) ==

@@ -2,7 +2,7 @@
  *
  * Pipeline of encode, as HF runs it for a tokenizer.json like DeepSeek-V3's:
  *   1. added tokens that are not "normalized" are cut out of the raw text (leftmost-longest);
- *   2. the normalizer runs on the remaining pieces (identity here) and "normalized" added tokens
+ *   2. the normalizer runs on the remaining pieces (identity, or Unicode NFC via utf8proc) and "normalized" added tokens
  *      are cut out of those;
  *   3. every remaining piece goes through the pre-tokenizer: each Split step splits every piece
  *      separately (so look-arounds never see past a piece), then ByteLevel maps bytes to the GPT-2
@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <pcre2.h>
+#include <utf8proc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1103,6 +1104,7 @@ struct dc_tok {
     /* special tokens */
     int32_t bos, eos;
     bool add_bos, add_eos;
+    bool nfc;                    /* the normalizer is Unicode NFC */
     ivec tpl_prefix, tpl_suffix; /* from TemplateProcessing */
     bool cfg_has_add;            /* tokenizer_config.json decides */
 
@@ -1568,7 +1570,8 @@ done:
     return st;
 }
 
-static dc_status check_normalizer(const cJSON *j, const char *w, dc_err *err)
+/* Normalizers: none, NFC (Qwen's tokenizers), or Sequences of those. */
+static dc_status check_normalizer(const cJSON *j, const char *w, bool *nfc, dc_err *err)
 {
     if (!j || cJSON_IsNull(j))
         return DC_OK;
@@ -1583,14 +1586,18 @@ static dc_status check_normalizer(const cJSON *j, const char *w, dc_err *err)
                               "%s: normalizer Sequence has no \"normalizers\" array", w);
         const cJSON *e;
         cJSON_ArrayForEach(e, list) {
-            dc_status st = check_normalizer(e, w, err);
+            dc_status st = check_normalizer(e, w, nfc, err);
             if (st)
                 return st;
         }
         return DC_OK;
     }
+    if (!strcmp(type, "NFC")) {
+        *nfc = true;
+        return DC_OK;
+    }
     return dc_err_set(err, DC_ERR_UNSUPPORTED,
-                      "%s: normalizer \"%s\" is not supported (only none or an empty Sequence)", w,
+                      "%s: normalizer \"%s\" is not supported (only none, NFC, or a Sequence of those)", w,
                       type);
 }
 
@@ -1795,7 +1802,7 @@ dc_status dc_tok_load_mem(const char *json, size_t json_len, const char *json_na
     }
     if ((st = parse_model(t, cJSON_GetObjectItemCaseSensitive(root, "model"), err)) ||
         (st = parse_added(t, cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), err)) ||
-        (st = check_normalizer(cJSON_GetObjectItemCaseSensitive(root, "normalizer"), json_name,
+        (st = check_normalizer(cJSON_GetObjectItemCaseSensitive(root, "normalizer"), json_name, &t->nfc,
                                err)) ||
         (st = pretok_parse(&t->pre, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"),
                            json_name, err)) ||
@@ -2235,6 +2242,28 @@ static dc_status pretokenize(enc *c, size_t s, size_t e)
     return DC_OK;
 }
 
+static dc_status split_added(enc *c, int phase, size_t s, size_t e);
+
+/* Phase 2 on text[s..e): the normalizer (NFC or identity), then the "normalized" added tokens and
+ * the pre-tokenizer on the normalized piece. */
+static dc_status normalized_pass(enc *c, size_t s, size_t e)
+{
+    if (!c->t->nfc)
+        return split_added(c, 2, s, e);
+    utf8proc_uint8_t *norm = NULL;
+    utf8proc_ssize_t n = utf8proc_map((const utf8proc_uint8_t *)c->text + s, (utf8proc_ssize_t)(e - s), &norm,
+                                      UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+    if (n < 0)
+        return dc_err_set(c->err, DC_ERR_INPUT, "NFC normalization failed at offset %zu: %s", s,
+                          utf8proc_errmsg(n));
+    const char *saved = c->text;
+    c->text = (const char *)norm;
+    dc_status st = split_added(c, 2, 0, (size_t)n);
+    c->text = saved;
+    free(norm);
+    return st;
+}
+
 /* Cuts the added tokens of tr out of text[s..e) (HF's AddedVocabulary::find_matches); the
  * pieces between go to the normalized-token pass (phase 1) or the pre-tokenizer (phase 2). */
 static dc_status split_added(enc *c, int phase, size_t s, size_t e)
@@ -2247,7 +2276,7 @@ static dc_status split_added(enc *c, int phase, size_t s, size_t e)
 #define PLAIN(a, b)                                                                        \
     do {                                                                                   \
         if ((b) > (a) &&                                                                   \
-            (st = phase == 1 ? split_added(c, 2, (a), (b)) : pretokenize(c, (a), (b))))     \
+            (st = phase == 1 ? normalized_pass(c, (a), (b)) : pretokenize(c, (a), (b))))    \
             return st;                                                                     \
     } while (0)
     while (tr->n > 1 && pos < e) {
