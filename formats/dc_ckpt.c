@@ -1,4 +1,5 @@
 #include "dc_ckpt.h"
+#include "dc_gguf.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -24,15 +25,28 @@ void dc_ckpt_close(dc_ckpt *ck)
     for (int i = 0; i < ck->n_unindexed; i++)
         free(ck->unindexed[i]);
     free(ck->unindexed);
+    if (ck->gguf)
+        dc_gguf_ckpt_free(ck);
     free(ck->path);
     free(ck->dir);
     free(ck);
 }
 
+static int cmp_name_key(const void *key, const void *elem)
+{
+    return strcmp((const char *)key, (*(const dc_tensor *const *)elem)->name);
+}
+
 const dc_tensor *dc_ckpt_find(const dc_ckpt *ck, const char *name)
 {
     int64_t i;
-    return dc_strmap_get(&ck->by_name, name, &i) ? ck->tensors[i] : NULL;
+    if (dc_strmap_get(&ck->by_name, name, &i))
+        return ck->tensors[i];
+    if (ck->file_tensors) {
+        const dc_tensor *const *p = bsearch(name, ck->file_tensors, ck->n_file_tensors, sizeof *ck->file_tensors, cmp_name_key);
+        return p ? *p : NULL;
+    }
+    return NULL;
 }
 
 const char *dc_ckpt_file_name(const dc_ckpt *ck, const dc_tensor *t)
@@ -222,15 +236,17 @@ done:
 
 static dc_status build_lookup(dc_ckpt *ck, dc_err *err)
 {
-    size_t n = 0;
-    for (int i = 0; i < ck->n_files; i++)
-        n += ck->files[i].n_tensors;
-    ck->tensors = malloc((n ? n : 1) * sizeof *ck->tensors);
-    if (!ck->tensors)
-        return dc_err_set(err, DC_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < ck->n_files; i++)
-        for (size_t k = 0; k < ck->files[i].n_tensors; k++)
-            ck->tensors[ck->n_tensors++] = &ck->files[i].tensors[k];
+    if (!ck->gguf) { /* a GGUF's Hugging Face view is filled by dc_gguf_ckpt_open */
+        size_t n = 0;
+        for (int i = 0; i < ck->n_files; i++)
+            n += ck->files[i].n_tensors;
+        ck->tensors = malloc((n ? n : 1) * sizeof *ck->tensors);
+        if (!ck->tensors)
+            return dc_err_set(err, DC_ERR_NOMEM, "out of memory");
+        for (int i = 0; i < ck->n_files; i++)
+            for (size_t k = 0; k < ck->files[i].n_tensors; k++)
+                ck->tensors[ck->n_tensors++] = &ck->files[i].tensors[k];
+    }
     qsort(ck->tensors, ck->n_tensors, sizeof *ck->tensors, cmp_tensor);
     for (size_t i = 0; i < ck->n_tensors; i++) {
         if (i > 0 && !strcmp(ck->tensors[i]->name, ck->tensors[i - 1]->name))
@@ -295,6 +311,15 @@ dc_status dc_ckpt_open(const char *path, dc_ckpt **out, dc_err *err)
             if (st)
                 goto fail;
         }
+    } else if (dc_str_ends_with(path, ".gguf")) {
+        const char *slash = strrchr(path, '/');
+        ck->dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : dc_strdup(".");
+        if (!ck->dir) {
+            st = dc_err_set(err, DC_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        if ((st = dc_gguf_ckpt_open(ck, path, err)) != DC_OK)
+            goto fail;
     } else if (dc_str_ends_with(path, ".safetensors")) {
         const char *slash = strrchr(path, '/');
         ck->dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : dc_strdup(".");
@@ -315,6 +340,10 @@ dc_status dc_ckpt_open(const char *path, dc_ckpt **out, dc_err *err)
     }
     if ((st = build_lookup(ck, err)) != DC_OK)
         goto fail;
+    if (ck->gguf) { /* the config comes from the GGUF's metadata, not a config.json beside it */
+        *out = ck;
+        return DC_OK;
+    }
     char *cp = dc_path_join(ck->dir, "config.json");
     if (!cp) {
         st = dc_err_set(err, DC_ERR_NOMEM, "out of memory");
@@ -339,6 +368,8 @@ dc_status dc_ckpt_weight(const dc_ckpt *ck, const char *name, dc_weight *w, dc_e
     const dc_tensor *t = dc_ckpt_find(ck, name);
     if (!t)
         return dc_err_set(err, DC_ERR_MODEL, "%s: missing tensor %s", ck->path, name);
+    if (ck->gguf)
+        return dc_gguf_ckpt_weight(ck, t, w, err);
     char sname[600];
     snprintf(sname, sizeof sname, "%s_scale_inv", name);
     const dc_tensor *s = dc_ckpt_find(ck, sname);

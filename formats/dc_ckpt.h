@@ -21,10 +21,19 @@ typedef struct dc_ckpt {
     uint64_t index_total_size; /* metadata.total_size, 0 if absent */
     char **unindexed;    /* shard files in dir not named by the index */
     int n_unindexed;
+    /* GGUF input only (NULL / 0 otherwise): the tensors as stored in the file(s), with their
+     * GGUF names and ggml types (shape = ne reversed, row-major like safetensors), sorted by
+     * name. ck->tensors is then the Hugging Face view of the same model (docs/gguf.md). */
+    const dc_tensor **file_tensors;
+    size_t n_file_tensors;
+    struct dc_gguf_model *gguf;
 } dc_ckpt;
 
+/* path: a checkpoint directory, a .safetensors file, or a .gguf file (any split of a split
+ * GGUF: all splits are opened). */
 dc_status dc_ckpt_open(const char *path, dc_ckpt **out, dc_err *err);
 void dc_ckpt_close(dc_ckpt *ck);
+/* By name; for a GGUF, the Hugging Face name first, then the GGUF name. */
 const dc_tensor *dc_ckpt_find(const dc_ckpt *ck, const char *name);
 const char *dc_ckpt_file_name(const dc_ckpt *ck, const dc_tensor *t); /* shard base name */
 /* Requires a config (DC_ERR_CONFIG with a message otherwise). */

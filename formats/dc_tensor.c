@@ -1,5 +1,6 @@
 #include "dc_tensor.h"
 #include "dc_float.h"
+#include "dc_ggml.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -46,9 +47,12 @@ dc_status dc_weight_init(dc_weight *w, const dc_tensor *t, const dc_tensor *scal
     w->block_rows = block_rows > 0 ? block_rows : 128;
     w->block_cols = block_cols > 0 ? block_cols : 128;
     char b1[64], b2[64];
-    if (!dc_dtype_info(t->dtype)->is_float)
+    if (!dc_ggml_can_decode(t->dtype))
         return dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s, which cannot be read as numbers",
                           w->file_name, t->name, dc_dtype_name(t->dtype));
+    if (dc_dtype_is_block(t->dtype) && w->cols % dc_dtype_block(t->dtype))
+        return dc_err_set(err, DC_ERR_MODEL, "%s: tensor %s of type %s has rows of %lld values, not a multiple of its block size %d",
+                          w->file_name, t->name, dc_dtype_name(t->dtype), (long long)w->cols, dc_dtype_block(t->dtype));
     if (t->dtype == DC_DT_F8_E4M3 || t->dtype == DC_DT_F8_E5M2) {
         if (!scale)
             return dc_err_set(err, DC_ERR_MODEL, "%s: FP8 tensor %s has no scale tensor %s_scale_inv",
@@ -117,7 +121,17 @@ dc_status dc_weight_rows(const dc_weight *w, int64_t r0, int64_t n, float *out, 
     if (r0 < 0 || n < 0 || r0 + n > w->rows)
         return dc_err_set(err, DC_ERR_INTERNAL, "tensor %s: rows [%lld, %lld) out of range (%lld rows)",
                           w->t->name, (long long)r0, (long long)(r0 + n), (long long)w->rows);
+    if (w->read_rows)
+        return w->read_rows(w, r0, n, out, mode, err);
     int64_t cols = w->cols;
+    if (dc_dtype_is_block(w->t->dtype)) {
+        uint64_t rb = 0;
+        dc_dtype_nbytes(w->t->dtype, (uint64_t)cols, &rb);
+        if (!dc_ggml_decode(w->t->dtype, w->t->data + (uint64_t)r0 * rb, out, n * cols))
+            return dc_err_set(err, DC_ERR_UNSUPPORTED, "tensor %s: no decoder for %s", w->t->name,
+                              dc_dtype_name(w->t->dtype));
+        return DC_OK;
+    }
     int esz = dc_dtype_size(w->t->dtype);
     const uint8_t *base = w->t->data + (uint64_t)r0 * (uint64_t)cols * (uint64_t)esz;
     if (!w->scale) {

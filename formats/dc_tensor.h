@@ -36,12 +36,18 @@ typedef struct dc_weight {
     const char *file_name;  /* for messages */
     int64_t rows, cols;
     int block_rows, block_cols; /* scale block (128 x 128) */
+    /* Optional row reader for virtual tensors, whose rows are assembled from other stored tensors
+     * (a GGUF's kv_b_proj from attn_k_b and attn_v_b, see dc_gguf.h). NULL for stored tensors.
+     * When set, dc_weight_rows calls it (after the range check) and t->data is not used. */
+    dc_status (*read_rows)(const struct dc_weight *w, int64_t r0, int64_t n, float *out, int mode, dc_err *err);
+    const void *read_ctx;
 } dc_weight;
 
 /* Validates the pairing of a weight and its scale (dtype, ceil-div shape) and fills w. */
 dc_status dc_weight_init(dc_weight *w, const dc_tensor *t, const dc_tensor *scale, int block_rows,
                          int block_cols, const char *file_name, dc_err *err);
-/* Reads rows [r0, r0+n) as f32 into out (n * cols floats). mode: DC_DEQ_*. Thread-safe. */
+/* Reads rows [r0, r0+n) as f32 into out (n * cols floats). mode: DC_DEQ_*. Thread-safe.
+ * ggml block types (Q8_0) are decoded through formats/dc_ggml.h. */
 dc_status dc_weight_rows(const dc_weight *w, int64_t r0, int64_t n, float *out, int mode, dc_err *err);
 
 #endif

@@ -11,7 +11,9 @@
 
 static const char *USAGE = "usage: deepcast hash MODEL\n"
                            "  prints 'name dtype shape xxh3-64' for every tensor, sorted by name, so that two\n"
-                           "  checkpoints can be compared with diff whatever their sharding.\n";
+                           "  checkpoints can be compared with diff whatever their sharding.\n"
+                           "  For a GGUF: the tensors as stored (GGUF names, ggml type names such as F32 or Q8_0,\n"
+                           "  the shape as ne reversed to row-major like safetensors), over all splits.\n";
 
 int cmd_hash(int argc, char **argv)
 {
@@ -40,7 +42,9 @@ int cmd_hash(int argc, char **argv)
         cli_error("hash: %s", err.msg);
         return st;
     }
-    size_t n = ck->n_tensors;
+    /* a GGUF is hashed as stored, not through its Hugging Face view */
+    const dc_tensor **ts = ck->file_tensors ? ck->file_tensors : ck->tensors;
+    size_t n = ck->file_tensors ? ck->n_file_tensors : ck->n_tensors;
     uint64_t *h = malloc((n ? n : 1) * sizeof *h);
     if (!h) {
         dc_ckpt_close(ck);
@@ -50,7 +54,7 @@ int cmd_hash(int argc, char **argv)
 #pragma omp parallel for schedule(dynamic, 1)
     for (long i = 0; i < (long)n; i++) {
         /* streamed in chunks whose pages are dropped after use: RSS stays small on huge models */
-        const dc_tensor *t = ck->tensors[i];
+        const dc_tensor *t = ts[i];
         XXH3_state_t hs;
         XXH3_64bits_reset(&hs);
         for (uint64_t off = 0; off < t->nbytes; off += 64u << 20) {
@@ -61,7 +65,7 @@ int cmd_hash(int argc, char **argv)
         h[i] = XXH3_64bits_digest(&hs);
     }
     for (size_t i = 0; i < n; i++) {
-        const dc_tensor *t = ck->tensors[i];
+        const dc_tensor *t = ts[i];
         char sb[128];
         printf("%s %s %s %016llx\n", t->name, dc_dtype_name(t->dtype), dc_shape_str(t->ndim, t->shape, sb, sizeof sb),
                (unsigned long long)h[i]);

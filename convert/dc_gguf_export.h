@@ -1,0 +1,52 @@
+/* deepcast convert IN OUT.gguf --to gguf: a DeepSeek-V3/R1/V3.1 or V2/V2-Lite Hugging Face
+ * checkpoint -> GGUF v3 for llama.cpp's `deepseek2` architecture, streamed.
+ *
+ * The metadata, tensor names and per-tensor types follow llama.cpp's convert_hf_to_gguf.py
+ * (DeepseekV2Model) and what src/models/deepseek2.cpp loads; docs/gguf.md lists every key and
+ * tensor. Like dc_convert: plan first (every output tensor, its source, type, bytes, split), then
+ * work units (tensor, row block) run in parallel, each converted to the output type and written
+ * with pwrite at its planned offset; input pages are released as they are consumed; outputs are
+ * written under temporary names and renamed only when complete. The bytes do not depend on the
+ * thread count. */
+#ifndef DC_GGUF_EXPORT_H
+#define DC_GGUF_EXPORT_H
+#include "dc_ckpt.h"
+#include <stdio.h>
+
+typedef enum dc_gguf_out {
+    DC_GGUF_OUT_AUTO = 0, /* bf16 if the first 2-D tensor is BF16 (or FP8), f16 otherwise */
+    DC_GGUF_OUT_F32,
+    DC_GGUF_OUT_F16,
+    DC_GGUF_OUT_BF16,
+    DC_GGUF_OUT_Q8_0,
+} dc_gguf_out;
+
+typedef struct dc_gguf_export_opts {
+    dc_gguf_out type;
+    uint64_t split_max_size; /* 0: one file */
+    bool drop_mtp;           /* leave out the MTP (nextn) layers */
+    bool dry_run;
+    bool force;
+    bool progress;
+} dc_gguf_export_opts;
+
+typedef struct dc_gguf_export_stats {
+    size_t n_tensors_in, n_tensors_out;
+    uint64_t bytes_in, bytes_out;
+    int n_splits;
+    int n_mtp_layers;  /* nextn layers written */
+    bool tokenizer;    /* false: tokenizer.ggml.model = none */
+    dc_gguf_out type;  /* resolved */
+    double seconds;
+} dc_gguf_export_stats;
+
+void dc_gguf_export_opts_init(dc_gguf_export_opts *o);
+bool dc_gguf_out_parse(const char *s, dc_gguf_out *t);
+const char *dc_gguf_out_name(dc_gguf_out t);
+
+/* Converts the checkpoint directory in_dir into out_path (a .gguf; with a split size, the files
+ * out-00001-of-0000N.gguf). With dry_run, prints the plan to plan and writes nothing. */
+dc_status dc_gguf_export(const char *in_dir, const char *out_path, const dc_gguf_export_opts *o, FILE *plan,
+                         dc_gguf_export_stats *stats, dc_err *err);
+
+#endif
