@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <omp.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,39 +76,6 @@ static long tensor_layer(const char *name)
 }
 
 /* ---- tensor names -------------------------------------------------------------------------- */
-
-bool dc_reshard_is_fused_name(const char *name, int *layer, int *which, bool *is_scale)
-{
-    const char *p = name;
-    long l;
-    if (strncmp(p, "model.layers.", 13))
-        return false;
-    p += 13;
-    if (!parse_idx(&p, &l) || strncmp(p, ".mlp.experts.", 13))
-        return false;
-    p += 13;
-    int w;
-    if (!strncmp(p, "gate_up_proj", 12)) {
-        w = 0;
-        p += 12;
-    } else if (!strncmp(p, "down_proj", 9)) {
-        w = 1;
-        p += 9;
-    } else
-        return false;
-    bool sc = false;
-    if (!strcmp(p, "_scale_inv"))
-        sc = true;
-    else if (*p)
-        return false;
-    if (layer)
-        *layer = (int)l;
-    if (which)
-        *which = w;
-    if (is_scale)
-        *is_scale = sc;
-    return true;
-}
 
 /* model.layers.L.mlp.experts.E.{gate,up,down}_proj.weight[_scale_inv] */
 static bool parse_expert_name(const char *name, long *layer, long *expert, int *which, bool *is_scale)
@@ -705,7 +671,7 @@ static dc_status plan_merge(plan *p, const input *in, dc_reshard_stats *stats, d
     for (size_t i = 0; i < ck->n_tensors && !st; i++) {
         const dc_tensor *t = ck->tensors[i];
         eitem e;
-        if (dc_reshard_is_fused_name(t->name, NULL, NULL, NULL))
+        if (dc_fused_expert_name(t->name, NULL, NULL, NULL))
             st = dc_err_set(err, DC_ERR_UNSUPPORTED,
                             "%s: tensor %s: the input already stores its experts fused; nothing to merge",
                             dc_ckpt_file_name(ck, t), t->name);
@@ -863,7 +829,7 @@ static dc_status plan_split(plan *p, const input *in, dc_reshard_stats *stats, d
     for (size_t i = 0; i < ck->n_tensors; i++) {
         int L, w;
         bool sc;
-        if (dc_reshard_is_fused_name(ck->tensors[i]->name, &L, &w, &sc))
+        if (dc_fused_expert_name(ck->tensors[i]->name, &L, &w, &sc))
             layers[nl++] = L;
     }
     if (nl == 0)
@@ -874,7 +840,7 @@ static dc_status plan_split(plan *p, const input *in, dc_reshard_stats *stats, d
     for (size_t i = 0; i < ck->n_tensors && !st; i++) {
         const dc_tensor *t = ck->tensors[i];
         eitem e;
-        if (dc_reshard_is_fused_name(t->name, NULL, NULL, NULL))
+        if (dc_fused_expert_name(t->name, NULL, NULL, NULL))
             continue;
         if (parse_expert_name(t->name, &e.layer, &e.expert, &e.which, &e.scale) &&
             bsearch(&e.layer, layers, nl, sizeof *layers, cmp_long))
@@ -960,7 +926,7 @@ static dc_status plan_mp(plan *p, const input *in, int N, dc_reshard_stats *stat
         }
         int fl, fw;
         bool fs;
-        if (dc_reshard_is_fused_name(t->name, &fl, &fw, &fs)) {
+        if (dc_fused_expert_name(t->name, &fl, &fw, &fs)) {
             st = dc_err_set(err, DC_ERR_UNSUPPORTED,
                             "%s: tensor %s: fused experts are not convert.py's input layout; run 'deepcast reshard "
                             "--split-experts' first",
@@ -1836,245 +1802,4 @@ done:
     plan_free(&p);
     input_close(&in);
     return st;
-}
-
-/* ---- expert lookup for both layouts ---------------------------------------------------------- */
-
-/* Fills slot with expert e's projection `which` from the fused tensor f (and its scale s). */
-static dc_status fused_view(const dc_ckpt *ck, const dc_tensor *f, const dc_tensor *s, int layer, int e, int which,
-                            dc_expert_slot *slot, const char *file_name, dc_err *err)
-{
-    int br = ck->has_config && ck->cfg.block_rows ? ck->cfg.block_rows : 128;
-    int bc = ck->has_config && ck->cfg.block_cols ? ck->cfg.block_cols : 128;
-    char b1[64];
-    if (f->ndim != 3 || (which != DC_EXPERT_DOWN && f->shape[1] % 2))
-        return dc_err_set(err, DC_ERR_MODEL, "%s: fused expert tensor %s has shape %s; expected [E, %s]", file_name,
-                          f->name, dc_shape_str(f->ndim, f->shape, b1, sizeof b1),
-                          which == DC_EXPERT_DOWN ? "H, I" : "2*I, H");
-    if (e < 0 || e >= f->shape[0])
-        return dc_err_set(err, DC_ERR_MODEL, "%s: expert %d of layer %d: %s holds %lld experts", file_name, e, layer,
-                          f->name, (long long)f->shape[0]);
-    bool gu = which != DC_EXPERT_DOWN;
-    int64_t rows = gu ? f->shape[1] / 2 : f->shape[1], cols = f->shape[2];
-    uint64_t esz = (uint64_t)dc_dtype_size(f->dtype);
-    uint64_t pb = (uint64_t)rows * (uint64_t)cols * esz;
-    uint64_t off = (uint64_t)e * (uint64_t)f->shape[1] * (uint64_t)cols * esz + (which == DC_EXPERT_UP ? pb : 0);
-    dc_tensor *t = &slot->t;
-    snprintf(slot->name[0], sizeof slot->name[0], "%s[%d].%s", f->name, e, PROJ[which]);
-    t->name = slot->name[0];
-    t->dtype = f->dtype;
-    t->ndim = 2;
-    t->shape[0] = rows;
-    t->shape[1] = cols;
-    t->nbytes = pb;
-    t->offset = f->offset + off;
-    t->data = f->data + off;
-    t->file = f->file;
-    const dc_tensor *sv = NULL;
-    if (s) {
-        int64_t sr = cdiv(rows, br), sc = cdiv(cols, bc);
-        int64_t want1 = gu ? 2 * sr : sr;
-        if (s->ndim != 3 || s->shape[0] != f->shape[0] || s->shape[1] != want1 || s->shape[2] != sc) {
-            if (gu && s->ndim == 3 && s->shape[1] == cdiv(2 * rows, br) && s->shape[2] == sc)
-                return dc_err_set(err, DC_ERR_UNSUPPORTED,
-                                  "%s: scale %s is %s: one block grid over gate and up together (I = %lld is not a "
-                                  "multiple of %d); expert %d's gate and up scales cannot be separated",
-                                  file_name, s->name, dc_shape_str(s->ndim, s->shape, b1, sizeof b1), (long long)rows, br,
-                                  e);
-            return dc_err_set(err, DC_ERR_MODEL, "%s: scale %s has shape %s; %s with %dx%d blocks needs %lldx%lldx%lld",
-                              file_name, s->name, dc_shape_str(s->ndim, s->shape, b1, sizeof b1), f->name, br, bc,
-                              (long long)f->shape[0], (long long)want1, (long long)sc);
-        }
-        uint64_t ssz = (uint64_t)dc_dtype_size(s->dtype), sb = (uint64_t)sr * (uint64_t)sc * ssz;
-        uint64_t soff = (uint64_t)e * (uint64_t)want1 * (uint64_t)sc * ssz + (which == DC_EXPERT_UP ? sb : 0);
-        dc_tensor *st = &slot->scale;
-        snprintf(slot->name[1], sizeof slot->name[1], "%s[%d].%s", s->name, e, PROJ[which]);
-        st->name = slot->name[1];
-        st->dtype = s->dtype;
-        st->ndim = 2;
-        st->shape[0] = sr;
-        st->shape[1] = sc;
-        st->nbytes = sb;
-        st->offset = s->offset + soff;
-        st->data = s->data + soff;
-        st->file = s->file;
-        sv = st;
-    }
-    return dc_weight_init(&slot->w, t, sv, br, bc, file_name, err);
-}
-
-bool dc_ckpt_layer_has_fused_experts(const dc_ckpt *ck, int layer)
-{
-    char n[128];
-    snprintf(n, sizeof n, "model.layers.%d.mlp.experts.gate_up_proj", layer);
-    if (dc_ckpt_find(ck, n))
-        return true;
-    snprintf(n, sizeof n, "model.layers.%d.mlp.experts.down_proj", layer);
-    return dc_ckpt_find(ck, n) != NULL;
-}
-
-/* Finds the fused tensor (and scale) holding expert weights `which` of layer; NULL if per-expert. */
-static dc_status find_expert(const dc_ckpt *ck, int layer, int expert, int which, dc_weight *w, const dc_tensor **f,
-                             const dc_tensor **s, dc_err *err)
-{
-    *f = *s = NULL;
-    if (which < 0 || which > 2)
-        return dc_err_set(err, DC_ERR_INTERNAL, "expert weight kind %d (0 gate, 1 up, 2 down)", which);
-    char n[256];
-    snprintf(n, sizeof n, "model.layers.%d.mlp.experts.%d.%s_proj.weight", layer, expert, PROJ[which]);
-    if (dc_ckpt_find(ck, n))
-        return dc_ckpt_weight(ck, n, w, err);
-    char fn[160], sn[192];
-    snprintf(fn, sizeof fn, "model.layers.%d.mlp.experts.%s", layer, which == DC_EXPERT_DOWN ? "down_proj" : "gate_up_proj");
-    snprintf(sn, sizeof sn, "%s_scale_inv", fn);
-    *f = dc_ckpt_find(ck, fn);
-    if (!*f)
-        return dc_err_set(err, DC_ERR_MODEL, "%s: missing tensor %s (and no fused %s)", ck->path, n, fn);
-    *s = dc_ckpt_find(ck, sn);
-    return DC_OK;
-}
-
-dc_status dc_expert_weight_into(const dc_ckpt *ck, int layer, int expert, int which, dc_expert_slot *slot,
-                                dc_err *err)
-{
-    memset(slot, 0, sizeof *slot);
-    const dc_tensor *f, *s;
-    dc_status st = find_expert(ck, layer, expert, which, &slot->w, &f, &s, err);
-    if (st || !f)
-        return st;
-    return fused_view(ck, f, s, layer, expert, which, slot, dc_ckpt_file_name(ck, f), err);
-}
-
-/* Module-owned views for dc_expert_weight: one table per fused tensor, keyed by everything the
- * views are computed from, so a table can never describe other bytes than it was built for. */
-typedef struct vtable {
-    struct vtable *next;
-    const dc_ckpt *ck;
-    const dc_tensor *f, *s;
-    dc_tensor fk, sk; /* copies of the key tensors' fields (names: fk_name, sk_name) */
-    char *fk_name, *sk_name;
-    char *file_name;
-    int n_experts, parts;
-    dc_expert_slot *slots; /* [expert * parts + part] */
-} vtable;
-
-static pthread_mutex_t g_vlock = PTHREAD_MUTEX_INITIALIZER;
-static vtable *g_vtables;
-static pthread_once_t g_vonce = PTHREAD_ONCE_INIT;
-
-static void vtable_free(vtable *v)
-{
-    free(v->slots);
-    free(v->file_name);
-    free(v->fk_name);
-    free(v->sk_name);
-    free(v);
-}
-
-static void vtables_free_all(void)
-{
-    pthread_mutex_lock(&g_vlock);
-    while (g_vtables) {
-        vtable *v = g_vtables;
-        g_vtables = v->next;
-        vtable_free(v);
-    }
-    pthread_mutex_unlock(&g_vlock);
-}
-
-static void vtables_init(void) { atexit(vtables_free_all); }
-
-static bool tensor_same(const dc_tensor *a, const dc_tensor *b, const char *b_name)
-{
-    return a->data == b->data && a->dtype == b->dtype && a->ndim == b->ndim && a->nbytes == b->nbytes &&
-           a->offset == b->offset && a->file == b->file &&
-           !memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)(a->ndim > 0 ? a->ndim : 0)) && b_name &&
-           !strcmp(a->name, b_name);
-}
-
-dc_status dc_expert_weight(const dc_ckpt *ck, int layer, int expert, int which, dc_weight *w, dc_err *err)
-{
-    const dc_tensor *f, *s;
-    memset(w, 0, sizeof *w);
-    dc_status st = find_expert(ck, layer, expert, which, w, &f, &s, err);
-    if (st || !f)
-        return st;
-    pthread_once(&g_vonce, vtables_init);
-    const char *fname = dc_ckpt_file_name(ck, f);
-    int part = which == DC_EXPERT_DOWN ? 0 : which;
-    pthread_mutex_lock(&g_vlock);
-    vtable *v = g_vtables;
-    for (; v; v = v->next)
-        if (v->ck == ck && v->f == f && v->s == s && tensor_same(f, &v->fk, v->fk_name) &&
-            (!s || tensor_same(s, &v->sk, v->sk_name)) &&
-            !strcmp(v->file_name, fname))
-            break;
-    if (!v) {
-        /* validate this expert first (a clear error, nothing cached) */
-        dc_expert_slot one;
-        st = fused_view(ck, f, s, layer, expert, which, &one, fname, err);
-        int E = f->ndim == 3 ? (int)f->shape[0] : 0, parts = which == DC_EXPERT_DOWN ? 1 : 2;
-        if (!st) {
-            v = calloc(1, sizeof *v);
-            if (v) {
-                v->slots = calloc((size_t)E * (size_t)parts, sizeof *v->slots);
-                v->file_name = dc_strdup(fname);
-                v->fk_name = dc_strdup(f->name);
-                v->sk_name = s ? dc_strdup(s->name) : NULL;
-            }
-            if (!v || !v->slots || !v->file_name || !v->fk_name || (s && !v->sk_name)) {
-                if (v)
-                    vtable_free(v);
-                v = NULL;
-                st = dc_err_set(err, DC_ERR_NOMEM, "out of memory");
-            }
-        }
-        for (int e = 0; !st && e < E; e++)
-            for (int k = 0; !st && k < parts; k++) {
-                int wk = which == DC_EXPERT_DOWN ? DC_EXPERT_DOWN : k;
-                st = fused_view(ck, f, s, layer, e, wk, &v->slots[e * parts + k], v->file_name, err);
-            }
-        if (st) {
-            if (v)
-                vtable_free(v);
-            pthread_mutex_unlock(&g_vlock);
-            return st;
-        }
-        v->ck = ck;
-        v->f = f;
-        v->s = s;
-        v->fk = *f;
-        v->fk.name = NULL;
-        if (s) {
-            v->sk = *s;
-            v->sk.name = NULL;
-        }
-        v->n_experts = E;
-        v->parts = parts;
-        v->next = g_vtables;
-        g_vtables = v;
-    }
-    if (expert < 0 || expert >= v->n_experts) {
-        pthread_mutex_unlock(&g_vlock);
-        return dc_err_set(err, DC_ERR_MODEL, "%s: expert %d of layer %d: %s holds %d experts", fname, expert, layer,
-                          f->name, v->n_experts);
-    }
-    *w = v->slots[expert * v->parts + part].w;
-    pthread_mutex_unlock(&g_vlock);
-    return DC_OK;
-}
-
-void dc_expert_views_release(const dc_ckpt *ck)
-{
-    pthread_mutex_lock(&g_vlock);
-    vtable **pp = &g_vtables;
-    while (*pp) {
-        vtable *v = *pp;
-        if (v->ck == ck) {
-            *pp = v->next;
-            vtable_free(v);
-        } else
-            pp = &v->next;
-    }
-    pthread_mutex_unlock(&g_vlock);
 }

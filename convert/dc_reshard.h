@@ -14,6 +14,7 @@
 #ifndef DC_RESHARD_H
 #define DC_RESHARD_H
 #include "dc_ckpt.h"
+#include "dc_experts.h"
 #include <stdio.h>
 
 typedef enum dc_reshard_mode {
@@ -61,38 +62,5 @@ dc_status dc_reshard(const char *in_path, const char *out_dir, const dc_reshard_
  * (br x bc = weight_block_size, 128 x 128). When I is a multiple of br this is exactly the shape
  * transformers' FP8 experts use ([E, ceil(2I/br), ceil(H/bc)]); otherwise gate and up have
  * partial edge blocks of their own and the two scale grids are stacked, not merged. */
-
-/* Is name a fused expert tensor? Sets (if non-NULL) the layer, which (0 gate_up_proj,
- * 1 down_proj) and whether it is the _scale_inv. */
-bool dc_reshard_is_fused_name(const char *name, int *layer, int *which, bool *is_scale);
-
-/* Does the checkpoint store layer L's routed experts fused? */
-bool dc_ckpt_layer_has_fused_experts(const dc_ckpt *ck, int layer);
-
-enum { DC_EXPERT_GATE = 0, DC_EXPERT_UP = 1, DC_EXPERT_DOWN = 2 };
-
-/* One routed expert's weight (which: DC_EXPERT_GATE/UP/DOWN) of layer `layer`, whichever layout
- * the checkpoint uses: per-expert tensors (then w points at the checkpoint's own dc_tensors) or
- * the fused tensors (then w->t and w->scale point at 2-D dc_tensor views, [I, H] or [H, I] and
- * their [ceil(rows/br), ceil(cols/bc)] scale, whose data points into the fused tensors' mmapped
- * bytes). The result is validated with dc_weight_init and can be read with dc_weight_rows.
- *
- * Lifetime: the views are owned by this module, created once per fused tensor (thread-safe,
- * immutable afterwards) and stay valid until dc_expert_views_release(ck) or process exit; like
- * every dc_tensor of ck they must not be used after dc_ckpt_close(ck). Call
- * dc_expert_views_release(ck) just before dc_ckpt_close(ck) to free them early (optional). */
-dc_status dc_expert_weight(const dc_ckpt *ck, int layer, int expert, int which, dc_weight *w, dc_err *err);
-void dc_expert_views_release(const dc_ckpt *ck);
-
-/* The same, with caller-owned storage for the views (no shared state): w lives in the slot and
- * points into it, so the slot must stay where it is (do not copy or move it) while w is used,
- * and ck must stay open. */
-typedef struct dc_expert_slot {
-    dc_weight w;
-    dc_tensor t, scale;
-    char name[2][192];
-} dc_expert_slot;
-dc_status dc_expert_weight_into(const dc_ckpt *ck, int layer, int expert, int which, dc_expert_slot *slot,
-                                dc_err *err);
 
 #endif

@@ -408,7 +408,14 @@ dc_status dc_ckpt_check(const dc_ckpt *ck, dc_check *chk, dc_err *err)
     if (st)
         return st;
     const dc_config *c = &ck->cfg;
-    if ((st = dc_expect_build(c, false, &chk->expect, &chk->n_expect, err)) != DC_OK)
+    /* routed experts fused (deepcast reshard --merge-experts) or one tensor per expert */
+    bool fused = false;
+    for (size_t i = 0; i < ck->n_tensors && !fused; i++) {
+        dc_name_info ni;
+        fused = dc_name_parse(c, ck->tensors[i]->name, &ni) &&
+                (ni.role == DC_ROLE_EXPS_GATE_UP || ni.role == DC_ROLE_EXPS_DOWN);
+    }
+    if ((st = dc_expect_build_fused(c, false, fused, &chk->expect, &chk->n_expect, err)) != DC_OK)
         return st;
     bool ok = true;
     dc_strmap exp = {0};
@@ -451,8 +458,20 @@ dc_status dc_ckpt_check(const dc_ckpt *ck, dc_check *chk, dc_err *err)
                 dc_weight w;
                 dc_err e2;
                 chk->n_scales++;
-                if (shape_ok && dc_weight_init(&w, t, s, c->block_rows ? c->block_rows : 128,
-                                               c->block_cols ? c->block_cols : 128, "", &e2) != DC_OK)
+                if (shape_ok && e->ndim == 3) {
+                    /* fused experts: the scales of the E experts stacked (gate's block rows, then up's) */
+                    int br = c->block_rows ? c->block_rows : 128, bc = c->block_cols ? c->block_cols : 128;
+                    int64_t rows = e->info.role == DC_ROLE_EXPS_GATE_UP ? e->shape[1] / 2 : e->shape[1];
+                    int64_t ws[3] = {e->shape[0], (rows + br - 1) / br, (e->shape[2] + bc - 1) / bc};
+                    if (e->info.role == DC_ROLE_EXPS_GATE_UP)
+                        ws[1] *= 2;
+                    if (s->ndim != 3 || s->shape[0] != ws[0] || s->shape[1] != ws[1] || s->shape[2] != ws[2]) {
+                        snprintf(d, sizeof d, "shape %s, expected %s", dc_shape_str(s->ndim, s->shape, got, sizeof got),
+                                 dc_shape_str(3, ws, want, sizeof want));
+                        ok = ok && add_item(&chk->mismatched, &chk->n_mismatched, s->name, d);
+                    }
+                } else if (shape_ok && dc_weight_init(&w, t, s, c->block_rows ? c->block_rows : 128,
+                                                      c->block_cols ? c->block_cols : 128, "", &e2) != DC_OK)
                     ok = ok && add_item(&chk->mismatched, &chk->n_mismatched, s->name, e2.msg + 2);
             }
         }

@@ -11,6 +11,7 @@ static const char *ROLE_NAMES[DC_ROLE_COUNT] = {
     "expert_gate", "expert_up", "expert_down", "shexp_gate", "shexp_up", "shexp_down",
     "mtp_embed", "mtp_enorm", "mtp_hnorm", "mtp_eh_proj", "mtp_head_norm", "mtp_head",
     "k_proj", "v_proj", "q_bias", "k_bias", "v_bias", "o_bias",
+    "experts_gate_up", "experts_down",
 };
 
 const char *dc_role_name(dc_role r) { return (unsigned)r < DC_ROLE_COUNT ? ROLE_NAMES[r] : "unknown"; }
@@ -59,6 +60,7 @@ bool dc_role_is_fp8(dc_role r)
     case DC_ROLE_MLP_DOWN: case DC_ROLE_EXP_GATE: case DC_ROLE_EXP_UP: case DC_ROLE_EXP_DOWN:
     case DC_ROLE_SHEXP_GATE: case DC_ROLE_SHEXP_UP: case DC_ROLE_SHEXP_DOWN:
     case DC_ROLE_K_PROJ: case DC_ROLE_V_PROJ:
+    case DC_ROLE_EXPS_GATE_UP: case DC_ROLE_EXPS_DOWN:
         return true;
     default:
         return false;
@@ -95,7 +97,8 @@ bool dc_name_parse(const dc_config *c, const char *name, dc_name_info *info)
         return false;
     memcpy(buf, name, len + 1);
     const char *SC = "_scale_inv";
-    if (dc_str_ends_with(buf, ".weight_scale_inv")) {
+    if (dc_str_ends_with(buf, ".weight_scale_inv") || dc_str_ends_with(buf, ".experts.gate_up_proj_scale_inv") ||
+        dc_str_ends_with(buf, ".experts.down_proj_scale_inv")) {
         buf[len - strlen(SC)] = 0;
         info->is_scale = true;
     }
@@ -112,7 +115,9 @@ bool dc_name_parse(const dc_config *c, const char *name, dc_name_info *info)
         p++;
         if (dense && info->layer >= c->n_layers)
             return false;
-        if (!dense && !strncmp(p, "mlp.experts.", 12)) {
+        if (!dense && (!strcmp(p, "mlp.experts.gate_up_proj") || !strcmp(p, "mlp.experts.down_proj"))) {
+            info->role = p[12] == 'g' ? DC_ROLE_EXPS_GATE_UP : DC_ROLE_EXPS_DOWN;
+        } else if (!dense && !strncmp(p, "mlp.experts.", 12)) {
             const char *q = p + 12;
             if (!parse_index(&q, &info->expert) || *q != '.')
                 return false;
@@ -151,6 +156,10 @@ void dc_name_build(const dc_name_info *info, char *buf, size_t cap)
         snprintf(buf, cap, "model.layers.%d.mlp.experts.%d.%s_proj.weight%s", info->layer, info->expert,
                  info->role == DC_ROLE_EXP_GATE ? "gate" : info->role == DC_ROLE_EXP_UP ? "up" : "down", sc);
         return;
+    case DC_ROLE_EXPS_GATE_UP: case DC_ROLE_EXPS_DOWN:
+        snprintf(buf, cap, "model.layers.%d.mlp.experts.%s%s", info->layer,
+                 info->role == DC_ROLE_EXPS_GATE_UP ? "gate_up_proj" : "down_proj", sc);
+        return;
     default:
         for (size_t i = 0; i < N_LAYER_SUFFIX; i++)
             if (LAYER_SUFFIX[i].role == info->role) {
@@ -164,7 +173,7 @@ void dc_name_build(const dc_name_info *info, char *buf, size_t cap)
 typedef struct elist {
     dc_expect *v;
     size_t n, cap;
-    bool scales;
+    bool scales, fused;
     int br, bc;
     bool oom;
 } elist;
@@ -204,6 +213,28 @@ static void push(elist *l, dc_role role, int layer, int expert, int ndim, int64_
             return;
         }
         l->n++;
+    }
+}
+
+/* A fused routed-expert tensor [E, d1, d2] (FP8 in the release) and its stacked scale: gate_up's
+ * is gate's block rows then up's, [E, 2*ceil(I/br), ceil(H/bc)]. */
+static void push_fused(elist *l, dc_role role, int layer, int64_t E, int64_t d1, int64_t d2)
+{
+    size_t n0 = l->n;
+    push(l, role, layer, -1, 2, d1, d2);
+    for (size_t k = n0; !l->oom && k < l->n; k++) {
+        dc_expect *e = &l->v[k];
+        e->ndim = 3;
+        if (!e->info.is_scale) {
+            e->shape[0] = E;
+            e->shape[1] = d1;
+            e->shape[2] = d2;
+        } else {
+            int64_t r = role == DC_ROLE_EXPS_GATE_UP ? 2 * ((d1 / 2 + l->br - 1) / l->br) : (d1 + l->br - 1) / l->br;
+            e->shape[0] = E;
+            e->shape[1] = r;
+            e->shape[2] = (d2 + l->bc - 1) / l->bc;
+        }
     }
 }
 
@@ -261,7 +292,11 @@ static void push_layer(elist *l, const dc_config *c, int i)
     push(l, DC_ROLE_ROUTER, i, -1, 2, c->n_experts_routed, H);
     if (c->has_router_bias)
         push(l, DC_ROLE_ROUTER_BIAS, i, -1, 1, c->n_experts_routed, 0);
-    for (int e = 0; e < c->n_experts_routed; e++) {
+    if (l->fused) {
+        push_fused(l, DC_ROLE_EXPS_GATE_UP, i, c->n_experts_routed, 2 * mi, H);
+        push_fused(l, DC_ROLE_EXPS_DOWN, i, c->n_experts_routed, H, mi);
+    }
+    for (int e = 0; !l->fused && e < c->n_experts_routed; e++) {
         push(l, DC_ROLE_EXP_GATE, i, e, 2, mi, H);
         push(l, DC_ROLE_EXP_UP, i, e, 2, mi, H);
         push(l, DC_ROLE_EXP_DOWN, i, e, 2, H, mi);
@@ -276,8 +311,15 @@ static void push_layer(elist *l, const dc_config *c, int i)
 
 dc_status dc_expect_build(const dc_config *c, bool with_scales, dc_expect **list, size_t *n, dc_err *err)
 {
+    return dc_expect_build_fused(c, with_scales, false, list, n, err);
+}
+
+dc_status dc_expect_build_fused(const dc_config *c, bool with_scales, bool fused_experts, dc_expect **list, size_t *n,
+                                dc_err *err)
+{
     elist l = {0};
     l.scales = with_scales;
+    l.fused = fused_experts;
     l.br = c->block_rows ? c->block_rows : 128;
     l.bc = c->block_cols ? c->block_cols : 128;
     int64_t H = c->hidden_size, V = c->vocab_size;

@@ -21,6 +21,8 @@ typedef enum dc_role {
     /* dense GQA decoders (qwen2, llama): separate k/v projections and the attention biases */
     DC_ROLE_K_PROJ, DC_ROLE_V_PROJ,
     DC_ROLE_Q_BIAS, DC_ROLE_K_BIAS, DC_ROLE_V_BIAS, DC_ROLE_O_BIAS,
+    /* all routed experts of a layer fused (deepcast reshard --merge-experts): [E, 2I, H], [E, H, I] */
+    DC_ROLE_EXPS_GATE_UP, DC_ROLE_EXPS_DOWN,
     DC_ROLE_COUNT
 } dc_role;
 
@@ -47,13 +49,18 @@ typedef struct dc_expect {
     char *name;
     dc_name_info info;
     int ndim;
-    int64_t shape[2];
+    int64_t shape[3];
     bool fp8; /* F8_E4M3 in the FP8 release (then a weight_scale_inv follows it in the list) */
 } dc_expect;
 
 /* The full expected tensor set of a config, in a canonical order (by layer, then role), MTP
  * layers included. with_scales adds weight_scale_inv entries after FP8 weights. */
 dc_status dc_expect_build(const dc_config *c, bool with_scales, dc_expect **list, size_t *n, dc_err *err);
+/* The same with the routed experts of every MoE layer fused (model.layers.L.mlp.experts.gate_up_proj
+ * [E, 2I, H] and down_proj [E, H, I]; scales [E, 2*ceil(I/br), ceil(H/bc)] and [E, ceil(H/br), ceil(I/bc)]),
+ * the layout `deepcast reshard --merge-experts` writes. */
+dc_status dc_expect_build_fused(const dc_config *c, bool with_scales, bool fused_experts, dc_expect **list, size_t *n,
+                                dc_err *err);
 void dc_expect_free(dc_expect *list, size_t n);
 
 #endif

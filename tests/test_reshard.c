@@ -11,14 +11,14 @@ static void test_names(void)
 {
     int l = -1, w = -1;
     bool sc = true;
-    CHECK(dc_reshard_is_fused_name("model.layers.3.mlp.experts.gate_up_proj", &l, &w, &sc) && l == 3 && w == 0 && !sc);
-    CHECK(dc_reshard_is_fused_name("model.layers.61.mlp.experts.down_proj_scale_inv", &l, &w, &sc) && l == 61 && w == 1 &&
+    CHECK(dc_fused_expert_name("model.layers.3.mlp.experts.gate_up_proj", &l, &w, &sc) && l == 3 && w == 0 && !sc);
+    CHECK(dc_fused_expert_name("model.layers.61.mlp.experts.down_proj_scale_inv", &l, &w, &sc) && l == 61 && w == 1 &&
           sc);
-    CHECK(!dc_reshard_is_fused_name("model.layers.3.mlp.experts.0.gate_proj.weight", NULL, NULL, NULL));
-    CHECK(!dc_reshard_is_fused_name("model.layers.3.mlp.experts.gate_up_proj.weight", NULL, NULL, NULL));
-    CHECK(!dc_reshard_is_fused_name("model.layers.03.mlp.experts.down_proj", NULL, NULL, NULL));
-    CHECK(!dc_reshard_is_fused_name("model.layers.3.mlp.shared_experts.down_proj", NULL, NULL, NULL));
-    CHECK(!dc_reshard_is_fused_name("model.layers.3.mlp.experts.down_proj_scale", NULL, NULL, NULL));
+    CHECK(!dc_fused_expert_name("model.layers.3.mlp.experts.0.gate_proj.weight", NULL, NULL, NULL));
+    CHECK(!dc_fused_expert_name("model.layers.3.mlp.experts.gate_up_proj.weight", NULL, NULL, NULL));
+    CHECK(!dc_fused_expert_name("model.layers.03.mlp.experts.down_proj", NULL, NULL, NULL));
+    CHECK(!dc_fused_expert_name("model.layers.3.mlp.shared_experts.down_proj", NULL, NULL, NULL));
+    CHECK(!dc_fused_expert_name("model.layers.3.mlp.experts.down_proj_scale", NULL, NULL, NULL));
 }
 
 /* Compares expert weights of two checkpoints (a: per-expert, b: fused) through both lookups. */
@@ -42,12 +42,11 @@ static void compare_experts(const char *va, const char *vb)
         CHECK(!dc_ckpt_layer_has_fused_experts(a, L) && dc_ckpt_layer_has_fused_experts(b, L));
         for (int e = 0; e < c->n_experts_routed; e++)
             for (int k = 0; k < 3; k++) {
-                dc_weight wa, wb;
-                dc_expert_slot slot;
-                dc_status s1 = dc_expert_weight(a, L, e, k, &wa, &err);
-                dc_status s2 = s1 ? s1 : dc_expert_weight(b, L, e, k, &wb, &err);
-                dc_status s3 = s2 ? s2 : dc_expert_weight_into(b, L, e, k, &slot, &err);
-                if (s1 || s2 || s3) {
+                dc_expert_slot sa, sb;
+                dc_status s1 = dc_expert_weight_into(a, L, e, k, &sa, &err);
+                dc_status s2 = s1 ? s1 : dc_expert_weight_into(b, L, e, k, &sb, &err);
+                const dc_weight wa = sa.w, wb = sb.w;
+                if (s1 || s2) {
                     CHECK_MSG(0, "layer %d expert %d %d: %s", L, e, k, err.msg);
                     bad++;
                     continue;
@@ -58,7 +57,7 @@ static void compare_experts(const char *va, const char *vb)
                             (!wa.scale) == (!wb.scale) &&
                             (!wa.scale || (wa.scale->nbytes == wb.scale->nbytes &&
                                            !memcmp(wa.scale->data, wb.scale->data, wa.scale->nbytes))) &&
-                            slot.w.t->data == wb.t->data && slot.w.rows == wb.rows;
+                            sb.w.t == &sb.t;
                 fa = realloc(fa, n * sizeof *fa);
                 fb = realloc(fb, n * sizeof *fb);
                 same = same && fa && fb && dc_weight_rows(&wa, 0, wa.rows, fa, DC_DEQ_BF16_ROUND, &err) == DC_OK &&
@@ -71,15 +70,14 @@ static void compare_experts(const char *va, const char *vb)
     }
     CHECK_MSG(bad == 0 && checked > 0, "%s: %d of %d expert weights differ", vb, bad, checked);
     /* errors: expert out of range, a layer without experts */
-    dc_weight w;
-    CHECK(dc_expert_weight(b, c->first_k_dense_replace, c->n_experts_routed, 0, &w, &err) == DC_ERR_MODEL);
+    dc_expert_slot w;
+    CHECK(dc_expert_weight_into(b, c->first_k_dense_replace, c->n_experts_routed, 0, &w, &err) == DC_ERR_MODEL);
     CHECK(strstr(err.msg, "holds") != NULL);
-    CHECK(dc_expert_weight(b, 0, 0, 0, &w, &err) == DC_ERR_MODEL);
+    CHECK(dc_expert_weight_into(b, 0, 0, 0, &w, &err) == DC_ERR_MODEL);
     CHECK(strstr(err.msg, "missing tensor model.layers.0.mlp.experts.0.gate_proj.weight") != NULL);
-    CHECK(dc_expert_weight(b, 1, 0, 3, &w, &err) == DC_ERR_INTERNAL);
+    CHECK(dc_expert_weight_into(b, 1, 0, 3, &w, &err) == DC_ERR_INTERNAL);
     free(fa);
     free(fb);
-    dc_expert_views_release(b);
     dc_ckpt_close(a);
     dc_ckpt_close(b);
 }

@@ -17,6 +17,7 @@
  * depends only on the shapes, so results are bit-identical for any OpenMP thread count, and (no
  * FMA contraction, fixed vector width) for the SSE and AVX2 code paths alike. */
 #include "dc_forward.h"
+#include "dc_experts.h"
 #include "dc_float.h"
 
 #include <math.h>
@@ -135,6 +136,7 @@ typedef struct layer {
     mat router;        /* mlp.gate.weight            [E, D] */
     float *router_bias;/* e_score_correction_bias    [E] F32, or NULL */
     mat *ew1, *ew3, *ew2; /* experts.e.{gate,up,down}_proj  [mi, D], [mi, D], [D, mi] */
+    dc_expert_slot *eslots; /* fused experts (reshard --merge-experts): [E][3] views backing ew* */
 } layer;
 
 struct dc_model {
@@ -199,7 +201,7 @@ void dc_model_free(dc_model *m)
         for (int64_t e = 0; l->ew1 && e < m->E; e++) {
             mat_free(&l->ew1[e]); mat_free(&l->ew2[e]); mat_free(&l->ew3[e]);
         }
-        free(l->ew1); free(l->ew2); free(l->ew3);
+        free(l->ew1); free(l->ew2); free(l->ew3); free(l->eslots);
     }
     free(m->layers);
     mat_free(&m->head);
@@ -451,6 +453,32 @@ dc_status dc_model_load(const dc_ckpt *ck, const dc_fwd_opts *opts, dc_model **o
         const dc_expect *e = &ex[i];
         if (e->info.is_mtp)
             continue;
+        if ((e->info.role == DC_ROLE_EXP_GATE || e->info.role == DC_ROLE_EXP_UP || e->info.role == DC_ROLE_EXP_DOWN) &&
+            !dc_ckpt_find(ck, e->name) && dc_ckpt_layer_has_fused_experts(ck, e->info.layer)) {
+            /* fused layout: a view of this expert inside the stacked tensor */
+            layer *l = &m->layers[e->info.layer];
+            if (!l->eslots && !(l->eslots = dc_calloc((size_t)m->E * 3, sizeof *l->eslots, err))) {
+                st = DC_ERR_NOMEM;
+                goto fail;
+            }
+            int which = e->info.role == DC_ROLE_EXP_GATE ? DC_EXPERT_GATE
+                        : e->info.role == DC_ROLE_EXP_UP ? DC_EXPERT_UP : DC_EXPERT_DOWN;
+            dc_expert_slot *sl = &l->eslots[e->info.expert * 3 + which];
+            if ((st = dc_expert_weight_into(ck, e->info.layer, e->info.expert, which, sl, err)) != DC_OK)
+                goto fail;
+            if (sl->w.rows != e->shape[0] || sl->w.cols != e->shape[1]) {
+                char want[64];
+                st = dc_err_set(err, DC_ERR_MODEL, "%s: expert %d of layer %d in the fused tensors is %lldx%lld, "
+                                "config.json implies [%s]", ck->path, e->info.expert, e->info.layer,
+                                (long long)sl->w.rows, (long long)sl->w.cols,
+                                dc_shape_str(e->ndim, e->shape, want, sizeof want));
+                goto fail;
+            }
+            float **vec;
+            mat *slot = slot_for(m, &e->info, &vec);
+            slot->w = sl->w; /* points into sl, which lives as long as the model */
+            continue;
+        }
         const dc_tensor *t = dc_ckpt_find(ck, e->name);
         if (!t) {
             char want[64];
