@@ -13,23 +13,7 @@ dc=$PWD/build/deepcast
 rm -rf "$work"; mkdir -p "$work"
 $dc mkmodel "$work/fp8" --preset v3-layer --layers 2 --dense 1 --experts "$experts" --no-tokenizer
 sync
-measure() { # label, command...: prints "label seconds rss_mb"
-    local label=$1; shift
-    python3 bench/peakrss.py "$@" 2>"$work/m.log" >/dev/null
-    local w r
-    read -r w r < <(sed -n 's/.*wall_s=\([0-9.]*\) peak_rss_mb=\([0-9.]*\).*/\1 \2/p' "$work/m.log")
-    echo "$label $w $r"
-}
-report() { # label, bytes_in, bytes_out, convert_s, rss, cp_s
-    python3 - "$@" <<'PY'
-import sys
-label, bi, bo, cs, rss, cps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
-conv = (bi + bo) / cs / 1e9
-cp = 2 * bi / cps / 1e9
-print(f"{label}: {bi/1e9:.2f} GB in, {bo/1e9:.2f} GB out in {cs:.1f} s ({conv:.2f} GB/s read+write); "
-      f"cp -r of the input: {cps:.1f} s ({cp:.2f} GB/s); ratio {conv/cp:.2f}x cp (goal >= 0.8x); peak RSS {rss:.0f} MB (goal < 1024)")
-PY
-}
+. bench/lib.sh
 in1=$(du -sb "$work/fp8" | cut -f1)
 read -r _ cps1 _ < <(measure cp cp -r "$work/fp8" "$work/cp1")
 rm -rf "$work/cp1"
