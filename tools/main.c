@@ -16,7 +16,7 @@ typedef struct command {
 static const command COMMANDS[] = {
     {"inspect", cmd_inspect, "summarise a checkpoint and list its tensors (--json, --check)"},
     {"hash", cmd_hash, "print name dtype shape xxh3-64 per tensor, sorted by name"},
-    {"convert", cmd_convert, "FP8 block-scaled <-> BF16/F16/F32 safetensors checkpoints"},
+    {"convert", cmd_convert, "FP8 block-scaled <-> BF16/F16/F32 safetensors; GGUF for llama.cpp (--to gguf)"},
     {"reshard", cmd_reshard, "merge/split experts, DeepSeek model-parallel files, re-shard by size"},
     {"mkmodel", cmd_mkmodel, "write a synthetic checkpoint in the layout of a real release"},
     {"tokenize", cmd_tokenize, "tokenize text with a model's tokenizer.json"},
