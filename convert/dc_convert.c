@@ -70,39 +70,6 @@ typedef struct unit {
     uint64_t a, b; /* rows [a, b) or bytes [a, b) */
 } unit;
 
-static int cmp_file_offset(const void *x, const void *y)
-{
-    const dc_tensor *a = *(const dc_tensor *const *)x, *b = *(const dc_tensor *const *)y;
-    if (a->file != b->file)
-        return a->file < b->file ? -1 : 1;
-    return a->offset < b->offset ? -1 : a->offset > b->offset;
-}
-
-/* Is the output directory inside the input directory (or the same)? */
-static bool out_inside_in(const char *in_dir, const char *out)
-{
-    char in_real[PATH_MAX], parent_real[PATH_MAX];
-    if (!realpath(in_dir, in_real))
-        return false;
-    char *copy = dc_strdup(out);
-    if (!copy)
-        return false;
-    size_t l = strlen(copy);
-    while (l > 1 && copy[l - 1] == '/')
-        copy[--l] = 0;
-    char *slash = strrchr(copy, '/');
-    const char *parent = slash ? (slash == copy ? "/" : (*slash = 0, copy)) : ".";
-    bool r = false;
-    if (realpath(parent, parent_real)) {
-        char full[PATH_MAX + 256];
-        snprintf(full, sizeof full, "%s/%s", parent_real, dc_path_base(out));
-        size_t n = strlen(in_real);
-        r = !strcmp(full, in_real) || (!strncmp(full, in_real, n) && full[n] == '/');
-    }
-    free(copy);
-    return r;
-}
-
 static dc_status edit_config(cJSON *root, void *ctx, dc_err *err)
 {
     const dc_convert_opts *o = ctx;
@@ -137,15 +104,13 @@ static dc_status build_plan(const dc_ckpt *ck, const dc_convert_opts *o, plan *p
                             dc_err *err)
 {
     const dc_config *c = &ck->cfg;
-    const dc_tensor **ord = malloc((ck->n_tensors + 1) * sizeof *ord);
+    const dc_tensor **ord = dc_ckpt_storage_order(ck);
     p->items = calloc(ck->n_tensors + 1, sizeof *p->items);
     p->w = dc_stw_new();
     if (!ord || !p->items || !p->w) {
         free(ord);
         return dc_err_set(err, DC_ERR_NOMEM, "out of memory");
     }
-    memcpy(ord, ck->tensors, ck->n_tensors * sizeof *ord);
-    qsort(ord, ck->n_tensors, sizeof *ord, cmp_file_offset);
     dc_status st = DC_OK;
     dc_stw_meta(p->w, "format", "pt", err);
     uint64_t max_in_shard = 0;
@@ -426,7 +391,7 @@ dc_status dc_convert(const char *in_path, const char *out_dir, const dc_convert_
         st = dc_err_set(err, DC_ERR_USAGE, "%s: convert needs a checkpoint directory (config.json + shards)", in_path);
         goto done;
     }
-    if (out_inside_in(ck->dir, out_dir)) {
+    if (dc_path_within(ck->dir, out_dir)) {
         st = dc_err_set(err, DC_ERR_USAGE, "output %s is inside the input directory %s", out_dir, ck->dir);
         goto done;
     }

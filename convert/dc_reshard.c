@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "dc_reshard.h"
+#include "dc_ckdir.h"
 #include "dc_io.h"
 
 #include <cjson/cJSON.h>
@@ -1533,38 +1534,6 @@ done:
     return st;
 }
 
-/* Is out (which may not exist yet) the input directory or inside it? */
-static bool out_within(const char *in_dir, const char *out)
-{
-    char in_real[PATH_MAX], par_real[PATH_MAX];
-    if (!realpath(in_dir, in_real))
-        return false;
-    char *o = dc_strdup(out);
-    if (!o)
-        return false;
-    size_t l = strlen(o);
-    while (l > 1 && o[l - 1] == '/')
-        o[--l] = 0;
-    char *sl = strrchr(o, '/');
-    const char *base = sl ? sl + 1 : o;
-    const char *par = ".";
-    if (sl == o)
-        par = "/";
-    else if (sl) {
-        *sl = 0;
-        par = o;
-    }
-    bool r = false;
-    if (realpath(par, par_real)) {
-        char full[PATH_MAX * 2];
-        snprintf(full, sizeof full, "%s/%s", strcmp(par_real, "/") ? par_real : "", base);
-        size_t n = strlen(in_real);
-        r = !strcmp(full, in_real) || (!strncmp(full, in_real, n) && full[n] == '/');
-    }
-    free(o);
-    return r;
-}
-
 /* ---- inputs ---------------------------------------------------------------------------------- */
 
 static void input_close(input *in)
@@ -1752,7 +1721,7 @@ dc_status dc_reshard(const char *in_path, const char *out_dir, const dc_reshard_
     dc_status st = open_input(&in, in_path, o, err);
     if (st)
         goto done;
-    if (out_within(in.dir, out_dir)) {
+    if (dc_path_within(in.dir, out_dir)) {
         st = dc_err_set(err, DC_ERR_USAGE, "output %s is inside the input directory %s", out_dir, in.dir);
         goto done;
     }

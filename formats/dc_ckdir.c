@@ -1,7 +1,10 @@
+#define _GNU_SOURCE /* realpath */
 #include "dc_ckdir.h"
 #include "dc_io.h"
 
 #include <dirent.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -29,6 +32,55 @@ dc_status dc_ckdir_copy_aux(const char *in_dir, const char *out_dir, dc_err *err
     }
     closedir(d);
     return st;
+}
+
+bool dc_path_within(const char *in_dir, const char *out)
+{
+    char in_real[PATH_MAX], par_real[PATH_MAX];
+    if (!realpath(in_dir, in_real))
+        return false;
+    char *o = dc_strdup(out);
+    if (!o)
+        return false;
+    size_t l = strlen(o);
+    while (l > 1 && o[l - 1] == '/')
+        o[--l] = 0;
+    char *sl = strrchr(o, '/');
+    const char *base = sl ? sl + 1 : o;
+    const char *par = ".";
+    if (sl == o)
+        par = "/";
+    else if (sl) {
+        *sl = 0;
+        par = o;
+    }
+    bool r = false;
+    if (realpath(par, par_real)) {
+        char full[PATH_MAX * 2];
+        snprintf(full, sizeof full, "%s/%s", strcmp(par_real, "/") ? par_real : "", base);
+        size_t n = strlen(in_real);
+        r = !strcmp(full, in_real) || (!strncmp(full, in_real, n) && full[n] == '/');
+    }
+    free(o);
+    return r;
+}
+
+static int cmp_storage(const void *x, const void *y)
+{
+    const dc_tensor *a = *(const dc_tensor *const *)x, *b = *(const dc_tensor *const *)y;
+    if (a->file != b->file)
+        return a->file < b->file ? -1 : 1;
+    return a->offset < b->offset ? -1 : a->offset > b->offset;
+}
+
+const dc_tensor **dc_ckpt_storage_order(const dc_ckpt *ck)
+{
+    const dc_tensor **ord = malloc((ck->n_tensors + 1) * sizeof *ord);
+    if (!ord)
+        return NULL;
+    memcpy(ord, ck->tensors, ck->n_tensors * sizeof *ord);
+    qsort(ord, ck->n_tensors, sizeof *ord, cmp_storage);
+    return ord;
 }
 
 void dc_json_set_number(cJSON *o, const char *key, double v)

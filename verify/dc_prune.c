@@ -205,14 +205,6 @@ typedef struct pitem {
     bool has_scale;
 } pitem;
 
-static int cmp_file_offset(const void *x, const void *y)
-{
-    const dc_tensor *a = *(const dc_tensor *const *)x, *b = *(const dc_tensor *const *)y;
-    if (a->file != b->file)
-        return a->file < b->file ? -1 : 1;
-    return a->offset < b->offset ? -1 : a->offset > b->offset;
-}
-
 static dc_status edit_config(cJSON *root, void *ctx, dc_err *err)
 {
     const selection *s = ctx;
@@ -293,7 +285,7 @@ done:
 static dc_status write_variant(const dc_ckpt *ck, const selection *s, bool merge, const char *dir, dc_err *err)
 {
     const dc_config *c = &ck->cfg;
-    const dc_tensor **ord = malloc((ck->n_tensors + 1) * sizeof *ord);
+    const dc_tensor **ord = dc_ckpt_storage_order(ck);
     pitem *items = calloc(ck->n_tensors + 1, sizeof *items);
     dc_stw *w = dc_stw_new();
     size_t ni = 0;
@@ -302,8 +294,6 @@ static dc_status write_variant(const dc_ckpt *ck, const selection *s, bool merge
         st = dc_err_set(err, DC_ERR_NOMEM, "out of memory");
         goto done;
     }
-    memcpy(ord, ck->tensors, ck->n_tensors * sizeof *ord);
-    qsort(ord, ck->n_tensors, sizeof *ord, cmp_file_offset);
     dc_stw_meta(w, "format", "pt", err);
     for (size_t i = 0; i < ck->n_tensors && !st; i++) {
         const dc_tensor *t = ord[i];
