@@ -1,5 +1,6 @@
 #include "dc_ckpt.h"
 #include "dc_gguf.h"
+#include "dc_int4.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -27,6 +28,8 @@ void dc_ckpt_close(dc_ckpt *ck)
     free(ck->unindexed);
     if (ck->gguf)
         dc_gguf_ckpt_free(ck);
+    if (ck->int4)
+        dc_int4_ckpt_free(ck);
     free(ck->path);
     free(ck->dir);
     free(ck);
@@ -344,6 +347,13 @@ dc_status dc_ckpt_open(const char *path, dc_ckpt **out, dc_err *err)
         *out = ck;
         return DC_OK;
     }
+    /* 4-bit layouts: the Hugging Face view and the config (without quantization_config) */
+    if ((st = dc_int4_ckpt_attach(ck, err)) != DC_OK)
+        goto fail;
+    if (ck->int4) {
+        *out = ck;
+        return DC_OK;
+    }
     char *cp = dc_path_join(ck->dir, "config.json");
     if (!cp) {
         st = dc_err_set(err, DC_ERR_NOMEM, "out of memory");
@@ -370,6 +380,8 @@ dc_status dc_ckpt_weight(const dc_ckpt *ck, const char *name, dc_weight *w, dc_e
         return dc_err_set(err, DC_ERR_MODEL, "%s: missing tensor %s", ck->path, name);
     if (ck->gguf)
         return dc_gguf_ckpt_weight(ck, t, w, err);
+    if (ck->int4)
+        return dc_int4_ckpt_weight(ck, t, w, err);
     char sname[600];
     snprintf(sname, sizeof sname, "%s_scale_inv", name);
     const dc_tensor *s = dc_ckpt_find(ck, sname);

@@ -27,6 +27,9 @@ typedef struct dc_ckpt {
     const dc_tensor **file_tensors;
     size_t n_file_tensors;
     struct dc_gguf_model *gguf;
+    /* 4-bit layouts (compressed-tensors, GPTQ, AWQ, ModelOpt NVFP4; formats/dc_int4.h): the
+     * Hugging Face view in tensors, the stored tensors in file_tensors. NULL otherwise. */
+    struct dc_int4_model *int4;
 } dc_ckpt;
 
 /* path: a checkpoint directory, a .safetensors file, or a .gguf file (any split of a split

@@ -4,6 +4,7 @@
 #include "dc_convert.h"
 #include "dc_fp8.h"
 #include "dc_gguf_export.h"
+#include "dc_int4_convert.h"
 
 #include <omp.h>
 #include <string.h>
@@ -35,7 +36,24 @@ static const char *USAGE =
     "                         (default: bf16 for a BF16/FP8 checkpoint, f16 otherwise)\n"
     "  --split-max-size SIZE  split into OUT-00001-of-0000N.gguf files of at most SIZE tensor bytes\n"
     "  --drop-mtp             leave out the MTP layer (written by default as llama.cpp's nextn block)\n"
-    "  --threads N, --dry-run, --force  as above\n";
+    "  --threads N, --dry-run, --force  as above\n"
+    "\n"
+    "usage: deepcast convert IN OUTDIR --to w4a16|gptq|awq|nvfp4|mxfp4 [options]\n"
+    "  4-bit weights for vLLM / SGLang (docs/int4.md): w4a16 = compressed-tensors pack-quantized int4,\n"
+    "  gptq (v1 zeros, desc_act false), awq (GEMM), nvfp4 (ModelOpt), mxfp4 (compressed-tensors).\n"
+    "  Input BF16 or FP8 (or one of these layouts). A checkpoint in these layouts converts back with\n"
+    "  --to bf16|f16|f32.\n"
+    "  --group-size 32|64|128   int4 group size (default 128; nvfp4 is 16, mxfp4 32)\n"
+    "  --sym | --asym           int4 zero points (default symmetric; awq asymmetric; gptq symmetric only)\n"
+    "  --scope experts|mlp|all  what becomes 4-bit: routed experts (default), + dense MLP and shared\n"
+    "                           experts, + attention projections. Router, embeddings, lm_head stay\n"
+    "  --keep-attention fp8|bf16  the projections left out: as stored by default (FP8 stays FP8 in\n"
+    "                           w4a16 / mxfp4; gptq / awq / nvfp4 dequantize it to BF16)\n"
+    "  --no-clip                plain round-to-nearest (default: per-group MSE clip search)\n"
+    "  --imatrix FILE           llama.cpp GGUF imatrix: importance-weighted clip search\n"
+    "  --target vllm|sglang     check the runtime's rules (Marlin shapes, fused modules, MLA\n"
+    "                           projections); printed with --dry-run, else on stderr\n"
+    "  --max-shard-size, --drop-mtp, --threads, --dry-run, --force  as above\n";
 
 static int convert_gguf(const char *in, const char *out, const dc_gguf_export_opts *g)
 {
@@ -57,6 +75,49 @@ static int convert_gguf(const char *in, const char *out, const dc_gguf_export_op
     return 0;
 }
 
+/* --to w4a16|gptq|awq|nvfp4|mxfp4, or --to bf16|f16|f32 of a checkpoint in those layouts */
+static int convert_int4(const char *in, const char *out, dc_int4_opts *q, const dc_convert_opts *o, bool deq)
+{
+    if (deq) {
+        q->layout = DC_I4_NONE;
+        q->float_dtype = o->target == DC_TARGET_F16 ? DC_DT_F16 : o->target == DC_TARGET_F32 ? DC_DT_F32 : DC_DT_BF16;
+    }
+    if (o->block != 128 || o->scale_mode != DC_FP8_SCALE_F32) {
+        cli_error("convert: --block and --scale-format apply to --to fp8");
+        return DC_ERR_USAGE;
+    }
+    q->max_shard_size = o->max_shard_size;
+    q->drop_mtp = o->drop_mtp;
+    q->dry_run = o->dry_run;
+    q->force = o->force;
+    q->progress = o->progress;
+    dc_err err = {0};
+    dc_int4_stats s;
+    dc_status st = dc_int4_convert(in, out, q, stdout, &s, &err);
+    if (st) {
+        cli_error("convert: %s", err.msg);
+        return st;
+    }
+    if (!q->dry_run) {
+        char b1[32], b2[32];
+        if (deq)
+            dc_log(1, "convert: %s -> %s (%s): %zu tensors, %zu dequantized, %zu copied, %zu dropped; %s read, %s written "
+                      "in %d shard(s), %.1f s\n",
+                   in, out, dc_dtype_name(q->float_dtype), s.n_tensors, s.n_dequant, s.n_copied, s.n_dropped,
+                   dc_fmt_bytes(s.bytes_in, b1, sizeof b1), dc_fmt_bytes(s.bytes_out, b2, sizeof b2), s.n_shards, s.seconds);
+        else
+            dc_log(1, "convert: %s -> %s (%s%s%s): %zu tensors, %zu quantized to 4 bits (%zu with imatrix entries), %zu FP8, "
+                      "%zu dequantized, %zu copied, %zu dropped; %s read, %s written in %d shard(s), %.1f s\n",
+                   in, out, dc_int4_target_name(q->layout), q->clip ? "" : ", rtn", q->imatrix ? ", imatrix" : "",
+                   s.n_tensors, s.n_quantized, s.n_imatrix, s.n_fp8, s.n_dequant, s.n_copied, s.n_dropped,
+                   dc_fmt_bytes(s.bytes_in, b1, sizeof b1), dc_fmt_bytes(s.bytes_out, b2, sizeof b2), s.n_shards, s.seconds);
+        if (s.n_partial)
+            dc_log(1, "convert: warning: %zu tensor(s) have K not divisible by the group size (a partial last group): "
+                      "deepcast reads them, vLLM / SGLang do not (see --dry-run --target vllm)\n", s.n_partial);
+    }
+    return 0;
+}
+
 int cmd_convert(int argc, char **argv)
 {
     const char *in = NULL, *out = NULL, *val;
@@ -64,7 +125,9 @@ int cmd_convert(int argc, char **argv)
     dc_convert_opts_init(&o);
     dc_gguf_export_opts g;
     dc_gguf_export_opts_init(&g);
-    bool have_to = false, to_gguf = false, have_type = false, have_split = false;
+    bool have_to = false, to_gguf = false, have_type = false, have_split = false, to_int4 = false, have_i4opt = false;
+    dc_int4_opts q;
+    dc_int4_opts_init(&q);
     const char *to_val = NULL;
     long long v;
     for (int i = 1; i < argc; i++) {
@@ -77,8 +140,10 @@ int cmd_convert(int argc, char **argv)
                 return DC_ERR_USAGE;
             if (!strcmp(val, "gguf"))
                 to_gguf = true;
+            else if (dc_int4_target_parse(val, &q.layout))
+                to_int4 = true;
             else if (!dc_target_parse(val, &o.target)) {
-                cli_error("convert: --to must be bf16, f16, f32, fp8 or gguf, got '%s'", val);
+                cli_error("convert: --to must be bf16, f16, f32, fp8, gguf, w4a16, gptq, awq, nvfp4 or mxfp4, got '%s'", val);
                 return DC_ERR_USAGE;
             }
             have_to = true;
@@ -124,6 +189,53 @@ int cmd_convert(int argc, char **argv)
             if (!(val = cli_value("convert", argc, argv, &i)) || !cli_int("convert", a, val, 1, 1024, &v))
                 return DC_ERR_USAGE;
             omp_set_num_threads((int)v);
+        } else if (!strcmp(a, "--group-size")) {
+            if (!(val = cli_value("convert", argc, argv, &i)) || !cli_int("convert", a, val, 1, 65536, &v))
+                return DC_ERR_USAGE;
+            q.group = (int)v;
+            have_i4opt = true;
+        } else if (!strcmp(a, "--sym") || !strcmp(a, "--asym")) {
+            q.sym = !strcmp(a, "--sym");
+            have_i4opt = true;
+        } else if (!strcmp(a, "--scope")) {
+            if (!(val = cli_value("convert", argc, argv, &i)))
+                return DC_ERR_USAGE;
+            if (!strcmp(val, "experts")) q.scope = DC_I4_SCOPE_EXPERTS;
+            else if (!strcmp(val, "mlp")) q.scope = DC_I4_SCOPE_MLP;
+            else if (!strcmp(val, "all")) q.scope = DC_I4_SCOPE_ALL;
+            else {
+                cli_error("convert: --scope must be experts, mlp or all, got '%s'", val);
+                return DC_ERR_USAGE;
+            }
+            have_i4opt = true;
+        } else if (!strcmp(a, "--keep-attention")) {
+            if (!(val = cli_value("convert", argc, argv, &i)))
+                return DC_ERR_USAGE;
+            if (!strcmp(val, "fp8")) q.keep = DC_I4_KEEP_FP8;
+            else if (!strcmp(val, "bf16")) q.keep = DC_I4_KEEP_BF16;
+            else {
+                cli_error("convert: --keep-attention must be fp8 or bf16, got '%s'", val);
+                return DC_ERR_USAGE;
+            }
+            have_i4opt = true;
+        } else if (!strcmp(a, "--imatrix")) {
+            if (!(val = cli_value("convert", argc, argv, &i)))
+                return DC_ERR_USAGE;
+            q.imatrix = val;
+            have_i4opt = true;
+        } else if (!strcmp(a, "--target")) {
+            if (!(val = cli_value("convert", argc, argv, &i)))
+                return DC_ERR_USAGE;
+            if (!strcmp(val, "vllm")) q.runtime = DC_I4_RT_VLLM;
+            else if (!strcmp(val, "sglang")) q.runtime = DC_I4_RT_SGLANG;
+            else {
+                cli_error("convert: --target must be vllm or sglang, got '%s'", val);
+                return DC_ERR_USAGE;
+            }
+            have_i4opt = true;
+        } else if (!strcmp(a, "--no-clip")) {
+            q.clip = false;
+            have_i4opt = true;
         } else if (!strcmp(a, "--drop-mtp")) o.drop_mtp = true;
         else if (!strcmp(a, "--dry-run")) o.dry_run = true;
         else if (!strcmp(a, "--force")) o.force = true;
@@ -137,7 +249,7 @@ int cmd_convert(int argc, char **argv)
             return DC_ERR_USAGE;
         }
     }
-    bool gguf = to_gguf || (out && dc_str_ends_with(out, ".gguf"));
+    bool gguf = !to_int4 && (to_gguf || (out && dc_str_ends_with(out, ".gguf")));
     if (gguf) {
         if (!in || !out) {
             cli_error("convert: need IN and OUT.gguf; try 'deepcast convert --help'");
@@ -156,6 +268,11 @@ int cmd_convert(int argc, char **argv)
         g.progress = isatty(2) && dc_log_level > 0;
         return convert_gguf(in, out, &g);
     }
+    if (have_i4opt && !to_int4) {
+        cli_error("convert: --group-size, --sym/--asym, --scope, --keep-attention, --imatrix, --target and --no-clip "
+                  "apply to --to w4a16|gptq|awq|nvfp4|mxfp4");
+        return DC_ERR_USAGE;
+    }
     if (have_type || have_split) {
         cli_error("convert: %s applies to GGUF output only (--to gguf or OUT ending in .gguf)",
                   have_type ? "--type" : "--split-max-size");
@@ -166,6 +283,13 @@ int cmd_convert(int argc, char **argv)
         return DC_ERR_USAGE;
     }
     o.progress = isatty(2) && dc_log_level > 0;
+    bool in4 = !to_int4 && dc_is_dir(in) && dc_int4_dir_is_quantized(in), deq4 = in4 && o.target != DC_TARGET_FP8;
+    if (in4 && !deq4) {
+        cli_error("convert: %s holds 4-bit weights; convert it to bf16 first (--to bf16), then to fp8", in);
+        return DC_ERR_UNSUPPORTED;
+    }
+    if (to_int4 || deq4)
+        return convert_int4(in, out, &q, &o, deq4);
     dc_err err = {0};
     dc_convert_stats s;
     dc_status st = dc_convert(in, out, &o, stdout, &s, &err);
