@@ -10,8 +10,9 @@ typedef enum dc_dtype {
     DC_DT_I32, DC_DT_U32, DC_DT_F32, DC_DT_F64, DC_DT_I64, DC_DT_U64,
     DC_DT_F8_E4M3, DC_DT_F8_E5M2, DC_DT_F8_E8M0,
     /* ggml block types (GGUF only; never accepted in a safetensors header). Names are ggml's type
-     * names as gguf-py spells them (Q8_0, Q4_K, ...). Only Q8_0 has a decoder (formats/dc_ggml.c);
-     * the others can be listed, hashed and copied but not read as numbers. */
+     * names as gguf-py spells them (Q8_0, Q4_K, ...). formats/dc_ggml.c decodes the ones llama-quantize
+     * writes (dc_ggml_can_decode); the others (IQ1/2/3, Q8_1, NVFP4, Q1_0/Q2_0) can be listed,
+     * hashed and copied but not read as numbers. */
     DC_DT_Q4_0, DC_DT_Q4_1, DC_DT_Q5_0, DC_DT_Q5_1, DC_DT_Q8_0, DC_DT_Q8_1,
     DC_DT_Q2_K, DC_DT_Q3_K, DC_DT_Q4_K, DC_DT_Q5_K, DC_DT_Q6_K, DC_DT_Q8_K,
     DC_DT_IQ2_XXS, DC_DT_IQ2_XS, DC_DT_IQ3_XXS, DC_DT_IQ1_S, DC_DT_IQ4_NL, DC_DT_IQ3_S, DC_DT_IQ2_S,

@@ -448,8 +448,10 @@ static void size_label(const plan *p, char *buf, size_t cap)
 
 #define CK(x) do { if ((st = (x)) != DC_OK) goto done; } while (0)
 
+/* quant_keys: write general.file_type and general.quantization_version (false for `deepcast quantize`,
+ * which appends them after all other keys, as llama-quantize does) */
 static dc_status write_model_kvs(dc_ggufw *w, const dc_ckpt *ck, const cJSON *cfg, const plan *p, const char *name,
-                                 dc_err *err)
+                                 bool quant_keys, dc_err *err)
 {
     const dc_config *c = &ck->cfg;
     dc_status st = DC_OK;
@@ -503,7 +505,8 @@ static dc_status write_model_kvs(dc_ggufw *w, const dc_ckpt *ck, const cJSON *cf
     if (cJSON_IsString(jget(cfg, "scoring_func")))
         CK(dc_ggufw_kv_u32(w, "deepseek2.expert_gating_func",
                            c->scoring_func == DC_SCORE_SIGMOID ? GATING_SIGMOID : GATING_SOFTMAX, err));
-    CK(dc_ggufw_kv_u32(w, "general.file_type", out_ftype(p->type), err));
+    if (quant_keys)
+        CK(dc_ggufw_kv_u32(w, "general.file_type", out_ftype(p->type), err));
     /* DeepseekV2Model.set_gguf_parameters */
     CK(dc_ggufw_kv_u32(w, "deepseek2.leading_dense_block_count", (uint32_t)c->first_k_dense_replace, err));
     CK(dc_ggufw_kv_u32(w, "deepseek2.vocab_size", (uint32_t)c->vocab_size, err));
@@ -529,7 +532,8 @@ static dc_status write_model_kvs(dc_ggufw *w, const dc_ckpt *ck, const cJSON *cf
         CK(dc_ggufw_kv_f32(w, "deepseek2.rope.scaling.yarn_log_multiplier", (float)(0.1 * v), err));
     if (p->n_mtp > 0)
         CK(dc_ggufw_kv_u32(w, "deepseek2.nextn_predict_layers", (uint32_t)p->n_mtp, err));
-    CK(dc_ggufw_kv_u32(w, "general.quantization_version", GGML_QUANT_VERSION, err));
+    if (quant_keys)
+        CK(dc_ggufw_kv_u32(w, "general.quantization_version", GGML_QUANT_VERSION, err));
 done:
     return st;
 }
@@ -923,8 +927,67 @@ static void release_rows(const dc_weight *w, int64_t r0, int64_t n)
 typedef struct bufs {
     float *f, *g;
     uint8_t *o;
-    size_t cap;
+    size_t cap, gcap;
 } bufs;
+
+/* Rows [a, b) of item it's output 2-D view (ne[0] values each) as f32, read from the source:
+ * any range (a unit of the export never crosses an expert or a head; dc_gguf_src_rows callers may).
+ * *scratch (grown as needed) holds one head of kv_b for attn_k_b. Thread-safe. */
+static dc_status item_rows(const item *it, int64_t a, int64_t b, float *out, float **scratch, size_t *scap,
+                           dc_err *err)
+{
+    const int64_t cols = it->cols;
+    dc_status st = DC_OK;
+    switch (it->kind) {
+    case K_DIRECT:
+        st = dc_weight_rows(&it->w, a, b - a, out, DC_DEQ_BF16_ROUND, err);
+        if (!st)
+            release_rows(&it->w, a, b - a);
+        break;
+    case K_STACK: {
+        const int64_t R = it->ne[1];
+        for (int64_t r = a; r < b && !st;) {
+            int64_t e = r / R, n = ((e + 1) * R < b ? (e + 1) * R : b) - r;
+            st = dc_weight_rows(&it->ew[e], r - e * R, n, out + (r - a) * cols, DC_DEQ_BF16_ROUND, err);
+            if (!st)
+                release_rows(&it->ew[e], r - e * R, n);
+            r += n;
+        }
+        break;
+    }
+    case K_KB: { /* output rows (h, x) x < c: k_b[h][x][j] = kv_b[h*(dn+dv) + j][x] */
+        size_t need = (size_t)(it->dn * it->c);
+        if (need > *scap) {
+            free(*scratch);
+            *scratch = malloc(need * sizeof **scratch);
+            *scap = *scratch ? need : 0;
+            if (!*scratch)
+                return dc_err_set(err, DC_ERR_NOMEM, "out of memory for %zu values of %s", need, it->name);
+        }
+        float *g = *scratch;
+        for (int64_t r = a; r < b && !st;) {
+            int64_t h = r / it->c, hi = ((h + 1) * it->c < b ? (h + 1) * it->c : b);
+            st = dc_weight_rows(&it->w, h * (it->dn + it->dv), it->dn, g, DC_DEQ_BF16_ROUND, err);
+            for (int64_t x = r - h * it->c; !st && x < hi - h * it->c; x++)
+                for (int64_t j = 0; j < it->dn; j++)
+                    out[(h * it->c + x - a) * it->dn + j] = g[j * it->c + x];
+            r = hi;
+        }
+        break;
+    }
+    case K_VB: /* output rows (h, j) j < dv: kv_b[h*(dn+dv) + dn + j] */
+        for (int64_t r = a; r < b && !st;) {
+            int64_t h = r / it->dv, hi = ((h + 1) * it->dv < b ? (h + 1) * it->dv : b);
+            st = dc_weight_rows(&it->w, h * (it->dn + it->dv) + it->dn + (r - h * it->dv), hi - r, out + (r - a) * cols,
+                                DC_DEQ_BF16_ROUND, err);
+            if (!st) /* k_b and v_b both read kv_b: release after the v half (written after k in every head) */
+                release_rows(&it->w, h * (it->dn + it->dv), it->dn + it->dv);
+            r = hi;
+        }
+        break;
+    }
+    return st;
+}
 
 static dc_status run_unit(const plan *p, const unit *u, bufs *b, dc_err *err)
 {
@@ -933,47 +996,14 @@ static dc_status run_unit(const plan *p, const unit *u, bufs *b, dc_err *err)
     size_t n = (size_t)(nr * cols);
     if (n > b->cap) {
         free(b->f);
-        free(b->g);
         free(b->o);
         b->f = malloc(n * sizeof *b->f);
-        b->g = malloc(n * sizeof *b->g);
         b->o = malloc(n * 4 + 64);
-        b->cap = b->f && b->g && b->o ? n : 0;
+        b->cap = b->f && b->o ? n : 0;
         if (!b->cap)
             return dc_err_set(err, DC_ERR_NOMEM, "out of memory for %zu values of %s", n, it->name);
     }
-    dc_status st = DC_OK;
-    switch (it->kind) {
-    case K_DIRECT:
-        st = dc_weight_rows(&it->w, u->a, nr, b->f, DC_DEQ_BF16_ROUND, err);
-        if (!st)
-            release_rows(&it->w, u->a, nr);
-        break;
-    case K_STACK: {
-        int64_t R = it->ne[1], e = u->a / R;
-        st = dc_weight_rows(&it->ew[e], u->a - e * R, nr, b->f, DC_DEQ_BF16_ROUND, err);
-        if (!st)
-            release_rows(&it->ew[e], u->a - e * R, nr);
-        break;
-    }
-    case K_KB: { /* output rows (h, x) x < c: k_b[h][x][j] = kv_b[h*(dn+dv) + j][x] */
-        int64_t h = u->a / it->c, r0 = h * (it->dn + it->dv);
-        st = dc_weight_rows(&it->w, r0, it->dn, b->g, DC_DEQ_BF16_ROUND, err);
-        if (st)
-            break;
-        for (int64_t x = 0; x < it->c; x++)
-            for (int64_t j = 0; j < it->dn; j++)
-                b->f[x * it->dn + j] = b->g[j * it->c + x];
-        break;
-    }
-    case K_VB: { /* output rows (h, j) j < dv: kv_b[h*(dn+dv) + dn + j] */
-        int64_t h = u->a / it->dv, j0 = u->a - h * it->dv;
-        st = dc_weight_rows(&it->w, h * (it->dn + it->dv) + it->dn + j0, nr, b->f, DC_DEQ_BF16_ROUND, err);
-        if (!st) /* k_b and v_b both read kv_b: release after the v half (written after k in every head) */
-            release_rows(&it->w, h * (it->dn + it->dv), it->dn + it->dv);
-        break;
-    }
-    }
+    dc_status st = item_rows(it, u->a, u->b, b->f, &b->g, &b->gcap, err);
     if (st)
         return st;
     uint64_t rb = row_bytes(it->dt, cols);
@@ -1087,6 +1117,20 @@ static void print_plan(FILE *f, const plan *p, const dc_gguf_export_stats *s, co
             dc_gguf_out_name(p->type), ns, p->n_mtp);
 }
 
+/* general.name: the input directory's name (base.py prepare_metadata's fallback) */
+static bool model_name(const char *in_dir, char *name, size_t cap)
+{
+    char *d = dc_strdup(in_dir);
+    if (!d)
+        return false;
+    size_t l = strlen(d);
+    while (l > 1 && d[l - 1] == '/')
+        d[--l] = 0;
+    snprintf(name, cap, "%s", dc_path_base(d));
+    free(d);
+    return true;
+}
+
 dc_status dc_gguf_export(const char *in_dir, const char *out_path, const dc_gguf_export_opts *o, FILE *planf,
                          dc_gguf_export_stats *stats, dc_err *err)
 {
@@ -1115,19 +1159,11 @@ dc_status dc_gguf_export(const char *in_dir, const char *out_path, const dc_gguf
         goto done;
     /* metadata, then the tensors in plan order */
     char name[256];
-    {
-        char *d = dc_strdup(in_dir);
-        if (!d) {
-            st = dc_err_set(err, DC_ERR_NOMEM, "out of memory");
-            goto done;
-        }
-        size_t l = strlen(d);
-        while (l > 1 && d[l - 1] == '/')
-            d[--l] = 0;
-        snprintf(name, sizeof name, "%s", dc_path_base(d));
-        free(d);
+    if (!model_name(in_dir, name, sizeof name)) {
+        st = dc_err_set(err, DC_ERR_NOMEM, "out of memory");
+        goto done;
     }
-    if ((st = write_model_kvs(p.w, ck, cfg, &p, name, err)) || (st = write_tokenizer(p.w, ck, cfg, stats, err)))
+    if ((st = write_model_kvs(p.w, ck, cfg, &p, name, true, err)) || (st = write_tokenizer(p.w, ck, cfg, stats, err)))
         goto done;
     for (size_t i = 0; i < p.n; i++) {
         item *it = &p.items[i];
@@ -1161,4 +1197,97 @@ done:
     cJSON_Delete(cfg);
     dc_ckpt_close(ck);
     return st;
+}
+
+/* ============================================================================================
+ * The export as a tensor source (dc_gguf_src, for `deepcast quantize`)
+ * ============================================================================================ */
+
+struct dc_gguf_src {
+    dc_ckpt *ck;
+    cJSON *cfg;
+    plan p;
+    char name[256];
+    dc_gguf_export_stats stats;
+};
+
+void dc_gguf_src_close(dc_gguf_src *s)
+{
+    if (!s)
+        return;
+    plan_free(&s->p);
+    cJSON_Delete(s->cfg);
+    dc_ckpt_close(s->ck);
+    free(s);
+}
+
+dc_status dc_gguf_src_open(const char *in_dir, bool drop_mtp, dc_gguf_src **out, dc_err *err)
+{
+    *out = NULL;
+    dc_gguf_src *s = calloc(1, sizeof *s);
+    if (!s)
+        return dc_err_set(err, DC_ERR_NOMEM, "out of memory");
+    dc_gguf_export_opts o;
+    dc_gguf_export_opts_init(&o);
+    o.type = DC_GGUF_OUT_F32;
+    o.drop_mtp = drop_mtp;
+    dc_status st = dc_ckpt_open(in_dir, &s->ck, err);
+    if (!st && (!dc_is_dir(in_dir) || s->ck->gguf))
+        st = dc_err_set(err, DC_ERR_USAGE, "%s: not a Hugging Face checkpoint directory (config.json + safetensors)", in_dir);
+    if (!st)
+        st = dc_ckpt_require_config(s->ck, err);
+    if (!st)
+        st = read_json(s->ck->dir, "config.json", &s->cfg, true, err);
+    if (!st) {
+        s->p.type = DC_GGUF_OUT_F32;
+        s->stats.type = DC_GGUF_OUT_F32;
+        st = build_plan(s->ck, &o, &s->p, &s->stats, err);
+    }
+    if (!st && !model_name(in_dir, s->name, sizeof s->name))
+        st = dc_err_set(err, DC_ERR_NOMEM, "out of memory");
+    if (st) {
+        dc_gguf_src_close(s);
+        return st;
+    }
+    s->stats.n_tensors_out = s->p.n;
+    s->stats.n_mtp_layers = s->p.n_mtp;
+    *out = s;
+    return DC_OK;
+}
+
+size_t dc_gguf_src_count(const dc_gguf_src *s) { return s->p.n; }
+
+void dc_gguf_src_tensor(const dc_gguf_src *s, size_t i, dc_gguf_src_info *info)
+{
+    const item *it = &s->p.items[i];
+    info->name = it->name;
+    info->n_dims = it->n_dims;
+    for (int j = 0; j < 4; j++)
+        info->ne[j] = it->ne[j];
+    info->src_name = it->src;
+    info->src_dtype = it->src_dt;
+}
+
+const dc_ckpt *dc_gguf_src_ckpt(const dc_gguf_src *s) { return s->ck; }
+int dc_gguf_src_n_mtp(const dc_gguf_src *s) { return s->p.n_mtp; }
+uint64_t dc_gguf_src_bytes_in(const dc_gguf_src *s) { return s->stats.bytes_in; }
+
+dc_status dc_gguf_src_kvs(dc_gguf_src *s, dc_ggufw *w, bool *tokenizer, dc_err *err)
+{
+    dc_status st = write_model_kvs(w, s->ck, s->cfg, &s->p, s->name, false, err);
+    if (!st)
+        st = write_tokenizer(w, s->ck, s->cfg, &s->stats, err);
+    if (tokenizer)
+        *tokenizer = s->stats.tokenizer;
+    return st;
+}
+
+dc_status dc_gguf_src_rows(const dc_gguf_src *s, size_t i, int64_t r0, int64_t n, float *out, float **scratch,
+                           size_t *scratch_cap, dc_err *err)
+{
+    const item *it = &s->p.items[i];
+    if (r0 < 0 || n < 0 || r0 + n > it->rows)
+        return dc_err_set(err, DC_ERR_INTERNAL, "tensor %s: rows [%lld, %lld) out of range (%lld rows)", it->name,
+                          (long long)r0, (long long)(r0 + n), (long long)it->rows);
+    return item_rows(it, r0, r0 + n, out, scratch, scratch_cap, err);
 }

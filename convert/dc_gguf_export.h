@@ -49,4 +49,36 @@ const char *dc_gguf_out_name(dc_gguf_out t);
 dc_status dc_gguf_export(const char *in_dir, const char *out_path, const dc_gguf_export_opts *o, FILE *plan,
                          dc_gguf_export_stats *stats, dc_err *err);
 
+/* ---- the export as a tensor source -------------------------------------------------------
+ * `deepcast quantize` turns a Hugging Face checkpoint into a quantized GGUF in one pass: the tensors
+ * are those `convert --to gguf --type f32` would write (names, shapes, order of the plan, FP8
+ * dequantized like DeepSeek), read as f32 rows on demand, never materialized. */
+#include "dc_gguf.h"
+
+typedef struct dc_gguf_src dc_gguf_src;
+
+typedef struct dc_gguf_src_info {
+    const char *name;     /* GGUF name */
+    uint32_t n_dims;
+    int64_t ne[4];        /* ggml order; the 2-D view has ne[0] columns, ne[1]*ne[2]*ne[3] rows */
+    const char *src_name; /* the (first) Hugging Face tensor it comes from */
+    dc_dtype src_dtype;
+} dc_gguf_src_info;
+
+/* Opens the checkpoint directory and plans the export (drop_mtp: leave out the nextn layers). */
+dc_status dc_gguf_src_open(const char *in_dir, bool drop_mtp, dc_gguf_src **out, dc_err *err);
+void dc_gguf_src_close(dc_gguf_src *s);
+size_t dc_gguf_src_count(const dc_gguf_src *s);
+void dc_gguf_src_tensor(const dc_gguf_src *s, size_t i, dc_gguf_src_info *info);
+const dc_ckpt *dc_gguf_src_ckpt(const dc_gguf_src *s);
+int dc_gguf_src_n_mtp(const dc_gguf_src *s);
+uint64_t dc_gguf_src_bytes_in(const dc_gguf_src *s);
+/* Adds the export's KVs (deepseek2.*, general.*, tokenizer.*) to w, in the export's order, except
+ * general.file_type and general.quantization_version. *tokenizer: whether tokenizer.json existed. */
+dc_status dc_gguf_src_kvs(dc_gguf_src *s, dc_ggufw *w, bool *tokenizer, dc_err *err);
+/* Rows [r0, r0+n) of tensor i as f32 (n * ne[0] values). *scratch / *scratch_cap: a per-thread
+ * buffer the call may grow (free it when done). Thread-safe; releases the input pages it consumed. */
+dc_status dc_gguf_src_rows(const dc_gguf_src *s, size_t i, int64_t r0, int64_t n, float *out, float **scratch,
+                           size_t *scratch_cap, dc_err *err);
+
 #endif

@@ -1,5 +1,6 @@
 #include "dc_ggml.h"
 #include "dc_float.h"
+#include "dc_ggml_blocks.h"
 
 #include <string.h>
 
@@ -50,35 +51,59 @@ const char *dc_ggml_type_name(uint32_t ggml_type)
     return ggml_type < DC_GGML_TYPE_COUNT && TYPES[ggml_type].name ? TYPES[ggml_type].name : "?";
 }
 
-bool dc_ggml_can_decode(dc_dtype t)
+/* The block decoders (dc_ggml_dequant.c) by dtype, with the alignment of their block struct. */
+typedef void (*deq_fn)(const void *x, float *y, int64_t k);
+static const struct {
+    dc_dtype dt;
+    deq_fn fn;
+    int align;
+} DEQ[] = {
+    {DC_DT_Q4_0, dc_dequantize_row_q4_0, 2},     {DC_DT_Q4_1, dc_dequantize_row_q4_1, 2},
+    {DC_DT_Q5_0, dc_dequantize_row_q5_0, 2},     {DC_DT_Q5_1, dc_dequantize_row_q5_1, 2},
+    {DC_DT_Q8_0, dc_dequantize_row_q8_0, 2},     {DC_DT_Q2_K, dc_dequantize_row_q2_K, 2},
+    {DC_DT_Q3_K, dc_dequantize_row_q3_K, 2},     {DC_DT_Q4_K, dc_dequantize_row_q4_K, 2},
+    {DC_DT_Q5_K, dc_dequantize_row_q5_K, 2},     {DC_DT_Q6_K, dc_dequantize_row_q6_K, 2},
+    {DC_DT_Q8_K, dc_dequantize_row_q8_K, 4},     {DC_DT_IQ4_NL, dc_dequantize_row_iq4_nl, 2},
+    {DC_DT_IQ4_XS, dc_dequantize_row_iq4_xs, 2}, {DC_DT_TQ1_0, dc_dequantize_row_tq1_0, 2},
+    {DC_DT_TQ2_0, dc_dequantize_row_tq2_0, 2},   {DC_DT_MXFP4, dc_dequantize_row_mxfp4, 1},
+};
+
+static int deq_index(dc_dtype t)
 {
-    return t == DC_DT_Q8_0 || (dc_dtype_info(t)->is_float && t != DC_DT_INVALID);
+    for (size_t i = 0; i < sizeof DEQ / sizeof DEQ[0]; i++)
+        if (DEQ[i].dt == t)
+            return (int)i;
+    return -1;
 }
 
-static void decode_q8_0(const uint8_t *src, float *dst, int64_t n)
+bool dc_ggml_can_decode(dc_dtype t)
 {
-    const float *f16 = dc_f16_table();
-    for (int64_t b = 0; b < n / DC_QK8_0; b++) {
-        const uint8_t *blk = src + b * DC_Q8_0_BLOCK_BYTES;
-        uint16_t h;
-        memcpy(&h, blk, 2);
-        const float d = f16[h];
-        const int8_t *qs = (const int8_t *)(blk + 2);
-        float *y = dst + b * DC_QK8_0;
-        for (int j = 0; j < DC_QK8_0; j++)
-            y[j] = (float)qs[j] * d;
-    }
+    return deq_index(t) >= 0 || (dc_dtype_info(t)->is_float && t != DC_DT_INVALID);
 }
 
 bool dc_ggml_decode(dc_dtype t, const void *src, float *dst, int64_t n)
 {
-    if (t == DC_DT_Q8_0) {
-        if (n % DC_QK8_0)
+    int k = deq_index(t);
+    if (k < 0) {
+        if (!dc_ggml_can_decode(t))
             return false;
-        decode_q8_0(src, dst, n);
+        return dc_dtype_to_f32(t, src, dst, n);
+    }
+    const int blk = dc_dtype_block(t), bb = dc_dtype_block_bytes(t);
+    if (n % blk)
+        return false;
+    if (((uintptr_t)src & (uintptr_t)(DEQ[k].align - 1)) == 0) {
+        DEQ[k].fn(src, dst, n);
         return true;
     }
-    if (!dc_ggml_can_decode(t))
-        return false;
-    return dc_dtype_to_f32(t, src, dst, n);
+    /* a GGUF with general.alignment 1 can place blocks at odd addresses: decode through an
+     * aligned copy, a few blocks at a time */
+    _Alignas(8) uint8_t tmp[8 * 292];
+    const int64_t per = (int64_t)sizeof tmp / bb, nb = n / blk;
+    for (int64_t b = 0; b < nb; b += per) {
+        int64_t m = nb - b < per ? nb - b : per;
+        memcpy(tmp, (const uint8_t *)src + b * bb, (size_t)(m * bb));
+        DEQ[k].fn(tmp, dst + b * blk, m * blk);
+    }
+    return true;
 }

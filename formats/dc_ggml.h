@@ -1,7 +1,8 @@
 /* ggml tensor types as GGUF stores them: the numeric type ids of ggml.h, their block structure
  * (ggml.c's type_traits: blck_size, type_size), the mapping to deepcast's dc_dtype, and the
- * decoders (block -> f32) of the types deepcast reads: F32, F16, BF16, Q8_0 (plus the integer
- * and F64 types through dc_dtype_to_f32). Encoders live in quantize/ (dc_q8_0.h). */
+ * decoders (block -> f32) of the types deepcast reads: F32, F16, BF16, the integer and F64 types
+ * (dc_dtype_to_f32), and the block types Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K..Q6_K Q8_K IQ4_NL IQ4_XS
+ * TQ1_0 TQ2_0 MXFP4 (dc_ggml_blocks.h, dc_ggml_dequant.c). Encoders live in quantize/. */
 #ifndef DC_GGML_H
 #define DC_GGML_H
 #include "dc_common.h"
@@ -34,8 +35,8 @@ const char *dc_ggml_type_name(uint32_t ggml_type);
 /* Whether dc_ggml_decode can turn this dtype into f32 numbers. */
 bool dc_ggml_can_decode(dc_dtype t);
 /* Decodes n elements (n a multiple of the block size) stored as dtype t into f32: exact for F32,
- * F16, BF16 and the integer types; Q8_0 as ggml's dequantize_row_q8_0 (code * f32(d)). Returns
- * false if t has no decoder. */
+ * F16, BF16 and the integer types; block types exactly as ggml's to_float (bit for bit). src needs
+ * no particular alignment. Returns false if t has no decoder or n is not a whole number of blocks. */
 bool dc_ggml_decode(dc_dtype t, const void *src, float *dst, int64_t n);
 
 #endif

@@ -787,6 +787,18 @@ dc_status dc_ggufw_kv_arr(dc_ggufw *w, const char *key, dc_gguf_type elem_type, 
     return DC_OK;
 }
 
+dc_status dc_ggufw_kv_copy(dc_ggufw *w, const dc_gguf_kv *kv, dc_err *err)
+{
+    dc_status st = kv_begin(w, kv->key, kv->type, err);
+    if (st)
+        return st;
+    if (kv->type == DC_GGUF_ARRAY && (!put_u32(&w->kv, kv->arr_type) || !put_u64(&w->kv, kv->n)))
+        return dc_err_set(err, DC_ERR_NOMEM, "out of memory");
+    if (!put(&w->kv, kv->data, (size_t)kv->size))
+        return dc_err_set(err, DC_ERR_NOMEM, "out of memory");
+    return DC_OK;
+}
+
 dc_status dc_ggufw_add(dc_ggufw *w, const char *name, uint32_t ggml_type, uint32_t n_dims, const int64_t *ne,
                        size_t *idx, dc_err *err)
 {
@@ -1137,6 +1149,11 @@ struct dc_gguf_model {
     kvb_virtual *kvb;
     size_t n_kvb;
 };
+
+const dc_gguf_file *dc_gguf_ckpt_file(const dc_ckpt *ck, int i)
+{
+    return ck && ck->gguf && i >= 0 && i < ck->gguf->n_files ? &ck->gguf->files[i] : NULL;
+}
 
 void dc_gguf_ckpt_free(dc_ckpt *ck)
 {
@@ -1620,9 +1637,8 @@ done:
     return st;
 }
 
-static dc_status open_files(dc_ckpt *ck, const char *path, dc_err *err)
+static dc_status open_set(const char *path, dc_gguf_model *m, dc_err *err)
 {
-    dc_gguf_model *m = ck->gguf;
     int no, count;
     size_t pl;
     dc_status st;
@@ -1682,6 +1698,29 @@ static dc_status open_files(dc_ckpt *ck, const char *path, dc_err *err)
                               f->path, sno, scount, stc, i, m->n_files, (unsigned long long)total);
     }
     return DC_OK;
+}
+
+static dc_status open_files(dc_ckpt *ck, const char *path, dc_err *err) { return open_set(path, ck->gguf, err); }
+
+void dc_gguf_close_all(dc_gguf_file *files, int n)
+{
+    for (int i = 0; i < n; i++)
+        dc_gguf_close(&files[i]);
+    free(files);
+}
+
+dc_status dc_gguf_open_all(const char *path, dc_gguf_file **files, int *n, dc_err *err)
+{
+    dc_gguf_model m = {0};
+    dc_status st = open_set(path, &m, err);
+    if (st) {
+        dc_gguf_close_all(m.files, m.n_files);
+        m.files = NULL;
+        m.n_files = 0;
+    }
+    *files = m.files;
+    *n = m.n_files;
+    return st;
 }
 
 static dc_status gguf_ckpt_finish(dc_ckpt *ck, dc_err *err)

@@ -76,6 +76,10 @@ dc_status dc_gguf_parse(const uint8_t *buf, uint64_t size, const char *name, dc_
 /* mmaps and parses path. */
 dc_status dc_gguf_open(const char *path, dc_gguf_file *out, dc_err *err);
 void dc_gguf_close(dc_gguf_file *f);
+/* Opens path, or, for a split NAME-0000i-of-0000n.gguf, every split of its set (split.no,
+ * split.count and split.tensors.count checked). *files: n files, in split order. */
+dc_status dc_gguf_open_all(const char *path, dc_gguf_file **files, int *n, dc_err *err);
+void dc_gguf_close_all(dc_gguf_file *files, int n);
 
 const dc_gguf_kv *dc_gguf_find(const dc_gguf_file *f, const char *key);
 const dc_gguf_tinfo *dc_gguf_find_tensor(const dc_gguf_file *f, const char *name);
@@ -127,6 +131,8 @@ dc_status dc_ggufw_kv_arr_str(dc_ggufw *w, const char *key, const char *const *s
                               dc_err *err);
 dc_status dc_ggufw_kv_arr(dc_ggufw *w, const char *key, dc_gguf_type elem_type, const void *data, size_t n,
                           dc_err *err);
+/* Copies a KV of a parsed file verbatim (its key, type and value bytes). */
+dc_status dc_ggufw_kv_copy(dc_ggufw *w, const dc_gguf_kv *kv, dc_err *err);
 /* Adds a tensor (ne in ggml order, n_dims 1..4). Names must be unique and < 64 bytes. */
 dc_status dc_ggufw_add(dc_ggufw *w, const char *name, uint32_t ggml_type, uint32_t n_dims, const int64_t *ne,
                        size_t *idx, dc_err *err);
@@ -168,6 +174,9 @@ dc_status dc_gguf_ckpt_open(struct dc_ckpt *ck, const char *path, dc_err *err);
 void dc_gguf_ckpt_free(struct dc_ckpt *ck);
 /* The same for one GGUF held in memory (fuzzing, tests); name is used in messages. */
 dc_status dc_gguf_ckpt_parse(struct dc_ckpt *ck, const uint8_t *buf, uint64_t size, const char *name, dc_err *err);
+/* The parsed GGUF file i (0 <= i < ck->n_files) of a GGUF checkpoint: its KVs and tensor infos as
+ * stored. NULL for a safetensors checkpoint or i out of range. */
+const dc_gguf_file *dc_gguf_ckpt_file(const struct dc_ckpt *ck, int i);
 /* dc_ckpt_weight for a GGUF checkpoint: also serves the virtual kv_b_proj tensors. */
 dc_status dc_gguf_ckpt_weight(const struct dc_ckpt *ck, const dc_tensor *t, dc_weight *w, dc_err *err);
 

@@ -7,8 +7,6 @@
 
 #define QK 32
 
-const int8_t dcq_kvalues_mxfp4[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
-
 uint16_t dc_quants_f32_to_f16(float f) { return dcq_f2h(f); }
 float dc_quants_f16_to_f32(uint16_t h) { return dcq_h2f(h); }
 
@@ -123,30 +121,6 @@ static void quantize_row_q4_0_impl(const float *x, dc_block_q4_0 *y, int64_t n_p
 }
 DCQ_DEFINE_QUANTIZE_LEGACY(q4_0, dc_block_q4_0)
 
-void dcq_deq_row_q4_0_ref(const void *vx, float *y, int64_t k)
-{
-    const dc_block_q4_0 *x = vx;
-    for (int64_t i = 0; i < k / QK; i++) {
-        const float d = dcq_h2f(x[i].d);
-        for (int j = 0; j < QK / 2; j++) {
-            const int x0 = (x[i].qs[j] & 0x0F) - 8, x1 = (x[i].qs[j] >> 4) - 8;
-            y[i * QK + j] = (float)x0 * d;
-            y[i * QK + j + QK / 2] = (float)x1 * d;
-        }
-    }
-}
-
-static inline __attribute__((always_inline)) void deq_block_q4_0(const dc_block_q4_0 *b, float *restrict y)
-{
-    const float d = dcq_h2f(b->d);
-#pragma omp simd
-    for (int j = 0; j < QK / 2; j++) {
-        y[j] = (float)((b->qs[j] & 0x0F) - 8) * d;
-        y[j + QK / 2] = (float)((b->qs[j] >> 4) - 8) * d;
-    }
-}
-DCQ_DEFINE_DEQ_DOT(q4_0, QK, dc_block_q4_0)
-
 /* ================================================================================================
  * Q4_1: x = d*q + m
  * ================================================================================================ */
@@ -186,30 +160,6 @@ static void quantize_row_q4_1_impl(const float *x, dc_block_q4_1 *y, int64_t n_p
     }
 }
 DCQ_DEFINE_QUANTIZE_LEGACY(q4_1, dc_block_q4_1)
-
-void dcq_deq_row_q4_1_ref(const void *vx, float *y, int64_t k)
-{
-    const dc_block_q4_1 *x = vx;
-    for (int64_t i = 0; i < k / QK; i++) {
-        const float d = dcq_h2f(x[i].d), m = dcq_h2f(x[i].m);
-        for (int j = 0; j < QK / 2; j++) {
-            const int x0 = x[i].qs[j] & 0x0F, x1 = x[i].qs[j] >> 4;
-            y[i * QK + j] = (float)x0 * d + m;
-            y[i * QK + j + QK / 2] = (float)x1 * d + m;
-        }
-    }
-}
-
-static inline __attribute__((always_inline)) void deq_block_q4_1(const dc_block_q4_1 *b, float *restrict y)
-{
-    const float d = dcq_h2f(b->d), m = dcq_h2f(b->m);
-#pragma omp simd
-    for (int j = 0; j < QK / 2; j++) {
-        y[j] = (float)(b->qs[j] & 0x0F) * d + m;
-        y[j + QK / 2] = (float)(b->qs[j] >> 4) * d + m;
-    }
-}
-DCQ_DEFINE_DEQ_DOT(q4_1, QK, dc_block_q4_1)
 
 /* ================================================================================================
  * Q5_0: x = d*(q-16), q's fifth bits in qh
@@ -258,39 +208,6 @@ static void quantize_row_q5_0_impl(const float *x, dc_block_q5_0 *y, int64_t n_p
 }
 DCQ_DEFINE_QUANTIZE_LEGACY(q5_0, dc_block_q5_0)
 
-void dcq_deq_row_q5_0_ref(const void *vx, float *y, int64_t k)
-{
-    const dc_block_q5_0 *x = vx;
-    for (int64_t i = 0; i < k / QK; i++) {
-        const float d = dcq_h2f(x[i].d);
-        uint32_t qh;
-        memcpy(&qh, x[i].qh, sizeof qh);
-        for (int j = 0; j < QK / 2; j++) {
-            const uint8_t xh_0 = (uint8_t)(((qh >> (j + 0)) << 4) & 0x10);
-            const uint8_t xh_1 = (uint8_t)(((qh >> (j + 12))) & 0x10);
-            const int32_t x0 = ((x[i].qs[j] & 0x0F) | xh_0) - 16;
-            const int32_t x1 = ((x[i].qs[j] >> 4) | xh_1) - 16;
-            y[i * QK + j] = (float)x0 * d;
-            y[i * QK + j + QK / 2] = (float)x1 * d;
-        }
-    }
-}
-
-static inline __attribute__((always_inline)) void deq_block_q5_0(const dc_block_q5_0 *b, float *restrict y)
-{
-    const float d = dcq_h2f(b->d);
-    uint32_t qh;
-    memcpy(&qh, b->qh, sizeof qh);
-#pragma omp simd
-    for (int j = 0; j < QK / 2; j++) {
-        const int32_t x0 = (int32_t)((b->qs[j] & 0x0F) | (((qh >> j) << 4) & 0x10)) - 16;
-        const int32_t x1 = (int32_t)((b->qs[j] >> 4) | ((qh >> (j + 12)) & 0x10)) - 16;
-        y[j] = (float)x0 * d;
-        y[j + QK / 2] = (float)x1 * d;
-    }
-}
-DCQ_DEFINE_DEQ_DOT(q5_0, QK, dc_block_q5_0)
-
 /* ================================================================================================
  * Q5_1: x = d*q + m
  * ================================================================================================ */
@@ -331,39 +248,6 @@ static void quantize_row_q5_1_impl(const float *x, dc_block_q5_1 *y, int64_t n_p
 }
 DCQ_DEFINE_QUANTIZE_LEGACY(q5_1, dc_block_q5_1)
 
-void dcq_deq_row_q5_1_ref(const void *vx, float *y, int64_t k)
-{
-    const dc_block_q5_1 *x = vx;
-    for (int64_t i = 0; i < k / QK; i++) {
-        const float d = dcq_h2f(x[i].d), m = dcq_h2f(x[i].m);
-        uint32_t qh;
-        memcpy(&qh, x[i].qh, sizeof qh);
-        for (int j = 0; j < QK / 2; j++) {
-            const uint8_t xh_0 = (uint8_t)(((qh >> (j + 0)) << 4) & 0x10);
-            const uint8_t xh_1 = (uint8_t)(((qh >> (j + 12))) & 0x10);
-            const int x0 = (x[i].qs[j] & 0x0F) | xh_0;
-            const int x1 = (x[i].qs[j] >> 4) | xh_1;
-            y[i * QK + j] = (float)x0 * d + m;
-            y[i * QK + j + QK / 2] = (float)x1 * d + m;
-        }
-    }
-}
-
-static inline __attribute__((always_inline)) void deq_block_q5_1(const dc_block_q5_1 *b, float *restrict y)
-{
-    const float d = dcq_h2f(b->d), m = dcq_h2f(b->m);
-    uint32_t qh;
-    memcpy(&qh, b->qh, sizeof qh);
-#pragma omp simd
-    for (int j = 0; j < QK / 2; j++) {
-        const int x0 = (int)((b->qs[j] & 0x0F) | (((qh >> j) << 4) & 0x10));
-        const int x1 = (int)((b->qs[j] >> 4) | ((qh >> (j + 12)) & 0x10));
-        y[j] = (float)x0 * d + m;
-        y[j + QK / 2] = (float)x1 * d + m;
-    }
-}
-DCQ_DEFINE_DEQ_DOT(q5_1, QK, dc_block_q5_1)
-
 /* ================================================================================================
  * Q8_0: x = d*q
  * ================================================================================================ */
@@ -389,25 +273,6 @@ size_t dc_quantize_q8_0(const float *src, void *dst, int64_t nrows, int64_t n_pe
     dc_quantize_row_q8_0_ref(src, dst, nrows * n_per_row);
     return (size_t)nrows * (size_t)(n_per_row / QK) * sizeof(dc_block_q8_0);
 }
-
-void dcq_deq_row_q8_0_ref(const void *vx, float *y, int64_t k)
-{
-    const dc_block_q8_0 *x = vx;
-    for (int64_t i = 0; i < k / QK; i++) {
-        const float d = dcq_h2f(x[i].d);
-        for (int j = 0; j < QK; j++)
-            y[i * QK + j] = (float)x[i].qs[j] * d;
-    }
-}
-
-static inline __attribute__((always_inline)) void deq_block_q8_0(const dc_block_q8_0 *b, float *restrict y)
-{
-    const float d = dcq_h2f(b->d);
-#pragma omp simd
-    for (int j = 0; j < QK; j++)
-        y[j] = (float)b->qs[j] * d;
-}
-DCQ_DEFINE_DEQ_DOT(q8_0, QK, dc_block_q8_0)
 
 /* ================================================================================================
  * MXFP4: x = 2^(e-127) * e2m1(q) (values stored doubled, scale halved)
@@ -451,28 +316,6 @@ size_t dc_quantize_mxfp4(const float *src, void *dst, int64_t nrows, int64_t n_p
     dc_quantize_row_mxfp4_ref(src, dst, nrows * n_per_row);
     return (size_t)nrows * (size_t)(n_per_row / QK) * sizeof(dc_block_mxfp4);
 }
-
-void dcq_deq_row_mxfp4_ref(const void *vx, float *y, int64_t k)
-{
-    const dc_block_mxfp4 *x = vx;
-    for (int64_t i = 0; i < k / QK; i++) {
-        const float d = dcq_e8m0_half(x[i].e);
-        for (int j = 0; j < QK / 2; j++) {
-            y[i * QK + j] = (float)dcq_kvalues_mxfp4[x[i].qs[j] & 0x0F] * d;
-            y[i * QK + j + QK / 2] = (float)dcq_kvalues_mxfp4[x[i].qs[j] >> 4] * d;
-        }
-    }
-}
-
-static inline __attribute__((always_inline)) void deq_block_mxfp4(const dc_block_mxfp4 *b, float *restrict y)
-{
-    const float d = dcq_e8m0_half(b->e);
-    for (int j = 0; j < QK / 2; j++) {
-        y[j] = (float)dcq_kvalues_mxfp4[b->qs[j] & 0x0F] * d;
-        y[j + QK / 2] = (float)dcq_kvalues_mxfp4[b->qs[j] >> 4] * d;
-    }
-}
-DCQ_DEFINE_DEQ_DOT(mxfp4, QK, dc_block_mxfp4)
 
 /* ================================================================================================
  * Traits lookup and the whole-tensor entry point

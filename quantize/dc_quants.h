@@ -12,14 +12,8 @@
  *          = ggml's quantize_T: the path ggml_quantize_chunk takes. imatrix: NULL or n_per_row
  *          positive importance weights (one per column, shared by all rows). Returns the bytes
  *          written (nrows * dc_qtype_row_size).
- *   void   dc_dequantize_row_T(const void *x, float *y, int64_t k)
- *          = ggml's to_float (vectorised; the scalar transliteration is traits->dequantize_ref).
- *   float  dc_vec_dot_T_f32(int64_t n, const void *x, const float *y)
- *          = dot(dequantize(x), y) in the fixed order of the forward pass (verify/dc_forward.c):
- *          eight lane accumulators (lane j sums elements i with i % 8 == j, in order, each step
- *          rounding the product then the sum), then ((l0+l4)+(l1+l5))+((l2+l6)+(l3+l7)).
- *          n is a multiple of the block size. Bit-identical to dequantizing then calling the
- *          forward pass's dot, and to traits->vec_dot_ref.
+ * The decoders (dc_dequantize_row_T = ggml's to_float, dc_vec_dot_T_f32) and the block layouts are
+ * the read side and live in formats/dc_ggml_blocks.h; the traits below point at both.
  *
  * Inputs must be finite. Blocks need the alignment of their struct (2 bytes; 4 for Q8_K). */
 #ifndef DC_QUANTS_H
@@ -27,10 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#define DC_QK_K 256 /* super-block size of the K-quants, IQ4_XS, TQ*_0 */
-
-typedef uint16_t dc_half; /* IEEE binary16 bits */
+#include "dc_ggml_blocks.h" /* block layouts, DC_QK_K, the decoders dc_dequantize_row_T / dc_vec_dot_T_f32 */
 
 /* ggml type ids (enum ggml_type), as stored in GGUF files */
 typedef enum dc_qtype {
@@ -52,48 +43,11 @@ typedef enum dc_qtype {
     DC_QT_MXFP4 = 39,
 } dc_qtype;
 
-/* ---- block layouts (ggml-common.h) ---- */
-typedef struct { dc_half d; uint8_t qs[16]; } dc_block_q4_0;
-typedef struct { dc_half d, m; uint8_t qs[16]; } dc_block_q4_1;
-typedef struct { dc_half d; uint8_t qh[4]; uint8_t qs[16]; } dc_block_q5_0;
-typedef struct { dc_half d, m; uint8_t qh[4]; uint8_t qs[16]; } dc_block_q5_1;
-typedef struct { dc_half d; int8_t qs[32]; } dc_block_q8_0;
-typedef struct { uint8_t e; uint8_t qs[16]; } dc_block_mxfp4; /* e: E8M0 scale */
-typedef struct { uint8_t scales[16]; uint8_t qs[64]; dc_half d, dmin; } dc_block_q2_K;
-typedef struct { uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; dc_half d; } dc_block_q3_K;
-typedef struct { dc_half d, dmin; uint8_t scales[12]; uint8_t qs[128]; } dc_block_q4_K;
-typedef struct { dc_half d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; } dc_block_q5_K;
-typedef struct { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; dc_half d; } dc_block_q6_K;
-typedef struct { float d; int8_t qs[256]; int16_t bsums[16]; } dc_block_q8_K;
-typedef struct { dc_half d; uint8_t qs[16]; } dc_block_iq4_nl;
-typedef struct { dc_half d; uint16_t scales_h; uint8_t scales_l[4]; uint8_t qs[128]; } dc_block_iq4_xs;
-typedef struct { uint8_t qs[48]; uint8_t qh[4]; dc_half d; } dc_block_tq1_0;
-typedef struct { uint8_t qs[64]; dc_half d; } dc_block_tq2_0;
-
-_Static_assert(sizeof(dc_block_q4_0) == 18, "q4_0 block");
-_Static_assert(sizeof(dc_block_q4_1) == 20, "q4_1 block");
-_Static_assert(sizeof(dc_block_q5_0) == 22, "q5_0 block");
-_Static_assert(sizeof(dc_block_q5_1) == 24, "q5_1 block");
-_Static_assert(sizeof(dc_block_q8_0) == 34, "q8_0 block");
-_Static_assert(sizeof(dc_block_mxfp4) == 17, "mxfp4 block");
-_Static_assert(sizeof(dc_block_q2_K) == 84, "q2_K block");
-_Static_assert(sizeof(dc_block_q3_K) == 110, "q3_K block");
-_Static_assert(sizeof(dc_block_q4_K) == 144, "q4_K block");
-_Static_assert(sizeof(dc_block_q5_K) == 176, "q5_K block");
-_Static_assert(sizeof(dc_block_q6_K) == 210, "q6_K block");
-_Static_assert(sizeof(dc_block_q8_K) == 292, "q8_K block");
-_Static_assert(sizeof(dc_block_iq4_nl) == 18, "iq4_nl block");
-_Static_assert(sizeof(dc_block_iq4_xs) == 136, "iq4_xs block");
-_Static_assert(sizeof(dc_block_tq1_0) == 54, "tq1_0 block");
-_Static_assert(sizeof(dc_block_tq2_0) == 66, "tq2_0 block");
-
 /* ---- per-type functions ---- */
 #define DC_QUANTS_DECLARE(T)                                                                       \
     void dc_quantize_row_##T##_ref(const float *x, void *y, int64_t k);                            \
     size_t dc_quantize_##T(const float *src, void *dst, int64_t nrows, int64_t n_per_row,          \
-                           const float *imatrix);                                                  \
-    void dc_dequantize_row_##T(const void *x, float *y, int64_t k);                                \
-    float dc_vec_dot_##T##_f32(int64_t n, const void *x, const float *y);
+                           const float *imatrix);
 DC_QUANTS_DECLARE(q4_0)
 DC_QUANTS_DECLARE(q4_1)
 DC_QUANTS_DECLARE(q5_0)

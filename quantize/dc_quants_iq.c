@@ -2,8 +2,6 @@
  * 6-bit sub-block scales). Each 4-bit index selects one of 16 fixed int8 levels. */
 #include "dc_quants_impl.h"
 
-const int8_t dcq_kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
-
 /* index of the level nearest to x (ties go up), by bisection as ggml does */
 static inline int best_index_int8(int n, const int8_t *val, float x)
 {
@@ -159,29 +157,6 @@ void dc_quantize_row_iq4_nl_ref(const float *x, void *vy, int64_t k)
         iq4_impl(32, 32, x + 32 * ib, &y[ib].d, y[ib].qs, &unused_h, NULL, &scale, weight, L, NULL, -1);
 }
 
-void dcq_deq_row_iq4_nl_ref(const void *vx, float *y, int64_t k)
-{
-    const dc_block_iq4_nl *x = vx;
-    for (int64_t i = 0; i < k / 32; i++, y += 32) {
-        const uint8_t *qs = x[i].qs;
-        const float d = dcq_h2f(x[i].d);
-        for (int j = 0; j < 16; j++) {
-            y[j + 0] = d * (float)dcq_kvalues_iq4nl[qs[j] & 0xf];
-            y[j + 16] = d * (float)dcq_kvalues_iq4nl[qs[j] >> 4];
-        }
-    }
-}
-
-static inline __attribute__((always_inline)) void deq_block_iq4_nl(const dc_block_iq4_nl *b, float *restrict y)
-{
-    const float d = dcq_h2f(b->d);
-    for (int j = 0; j < 16; j++) {
-        y[j + 0] = d * (float)dcq_kvalues_iq4nl[b->qs[j] & 0xf];
-        y[j + 16] = d * (float)dcq_kvalues_iq4nl[b->qs[j] >> 4];
-    }
-}
-DCQ_DEFINE_DEQ_DOT(iq4_nl, 32, dc_block_iq4_nl)
-
 /* ---- IQ4_XS ---- */
 
 size_t dc_quantize_iq4_xs(const float *src, void *dst, int64_t nrows, int64_t n_per_row, const float *imatrix)
@@ -204,40 +179,4 @@ void dc_quantize_row_iq4_xs_ref(const float *x, void *y, int64_t k)
 {
     dc_quantize_iq4_xs(x, y, 1, k, NULL);
 }
-
-void dcq_deq_row_iq4_xs_ref(const void *vx, float *y, int64_t k)
-{
-    const dc_block_iq4_xs *x = vx;
-    for (int64_t i = 0; i < k / DC_QK_K; i++) {
-        const uint8_t *qs = x[i].qs;
-        const float d = dcq_h2f(x[i].d);
-        for (int ib = 0; ib < DC_QK_K / 32; ib++) {
-            const int ls = ((x[i].scales_l[ib / 2] >> 4 * (ib % 2)) & 0xf) | (((x[i].scales_h >> 2 * ib) & 3) << 4);
-            const float dl = d * (float)(ls - 32);
-            for (int j = 0; j < 16; j++) {
-                y[j + 0] = dl * (float)dcq_kvalues_iq4nl[qs[j] & 0xf];
-                y[j + 16] = dl * (float)dcq_kvalues_iq4nl[qs[j] >> 4];
-            }
-            y += 32;
-            qs += 16;
-        }
-    }
-}
-
-static inline __attribute__((always_inline)) void deq_block_iq4_xs(const dc_block_iq4_xs *b, float *restrict y)
-{
-    const float d = dcq_h2f(b->d);
-    const unsigned sh = b->scales_h;
-    for (int ib = 0; ib < DC_QK_K / 32; ib++) {
-        const int ls = ((b->scales_l[ib / 2] >> 4 * (ib % 2)) & 0xf) | (int)(((sh >> 2 * ib) & 3) << 4);
-        const float dl = d * (float)(ls - 32);
-        const uint8_t *qs = b->qs + 16 * ib;
-        float *yo = y + 32 * ib;
-        for (int j = 0; j < 16; j++) {
-            yo[j + 0] = dl * (float)dcq_kvalues_iq4nl[qs[j] & 0xf];
-            yo[j + 16] = dl * (float)dcq_kvalues_iq4nl[qs[j] >> 4];
-        }
-    }
-}
-DCQ_DEFINE_DEQ_DOT(iq4_xs, DC_QK_K, dc_block_iq4_xs)
 

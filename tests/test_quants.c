@@ -12,6 +12,7 @@
  * DC_QUANTS_BENCH=1 prints single-thread quantize / dequantize / dot speeds instead of testing
  * (bench/quants.sh). */
 #include "dc_test.h"
+#include "dc_ggml.h"
 #include "dc_quants.h"
 
 #include <dlfcn.h>
@@ -481,6 +482,39 @@ static void test_traits(void)
     CHECK(dc_quantize_rows(DC_QT_Q4_0, x, y, 0, 32, NULL) == 0);
 }
 
+/* The formats/ side: dc_ggml_decode (what dc_weight_rows calls for GGUF tensors) decodes every type
+ * here exactly like the type's dequantizer, from aligned and from odd addresses (a GGUF with
+ * general.alignment 1), and refuses partial blocks. */
+static void test_ggml_decode(const dc_qtype_traits *t)
+{
+    const dc_dtype dt = dc_ggml_dtype((uint32_t)t->type);
+    CHECK_MSG(dt != DC_DT_INVALID && dc_dtype_block(dt) == t->blck_size && dc_dtype_block_bytes(dt) == t->type_size,
+              "%s: dtype traits", t->name);
+    CHECK_MSG(dc_ggml_can_decode(dt), "%s: dc_ggml_can_decode", t->name);
+    const int64_t ne = 8 * (int64_t)t->blck_size;
+    const size_t bytes = (size_t)(ne / t->blck_size) * (size_t)t->type_size;
+    uint8_t *q = malloc(bytes + 16);
+    float *a = malloc((size_t)ne * 4), *b = malloc((size_t)ne * 4);
+    rng_state = 77 + (uint64_t)t->type;
+    for (size_t i = 0; i < bytes + 16; i++)
+        q[i] = (uint8_t)rng_next();
+    uint8_t *al = q + (16 - ((uintptr_t)q & 15)) % 16; /* 16-aligned */
+    if (al + bytes > q + bytes + 16)
+        al = q;
+    t->dequantize(al, a, ne);
+    CHECK_MSG(dc_ggml_decode(dt, al, b, ne) && !memcmp(a, b, (size_t)ne * 4), "%s: dc_ggml_decode (aligned)", t->name);
+    uint8_t *odd = malloc(bytes + 1);
+    memcpy(odd + 1, al, bytes);
+    memset(b, 0, (size_t)ne * 4);
+    CHECK_MSG(dc_ggml_decode(dt, odd + 1, b, ne) && !memcmp(a, b, (size_t)ne * 4), "%s: dc_ggml_decode (odd address)",
+              t->name);
+    CHECK_MSG(!dc_ggml_decode(dt, al, b, ne - 1), "%s: partial block accepted", t->name);
+    free(odd);
+    free(q);
+    free(a);
+    free(b);
+}
+
 /* ================================================================================================
  * Speed (DC_QUANTS_BENCH=1)
  * ================================================================================================ */
@@ -558,6 +592,7 @@ int main(void)
     for (int i = 0; i < nt; i++) {
         test_type(&all[i], have_ggml);
         test_threads(&all[i], have_ggml);
+        test_ggml_decode(&all[i]);
     }
     if (G.h)
         dlclose(G.h);

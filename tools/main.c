@@ -17,6 +17,8 @@ static const command COMMANDS[] = {
     {"inspect", cmd_inspect, "summarise a checkpoint and list its tensors (--json, --check)"},
     {"hash", cmd_hash, "print name dtype shape xxh3-64 per tensor, sorted by name"},
     {"convert", cmd_convert, "FP8 block-scaled <-> BF16/F16/F32 safetensors; GGUF for llama.cpp (--to gguf)"},
+    {"imatrix", cmd_imatrix, "importance matrix (llama.cpp's format) from the reference forward pass"},
+    {"quantize", cmd_quantize, "GGUF or HF checkpoint -> llama-quantize file types (Q4_K_M, Q8_0, ...), byte-exact"},
     {"reshard", cmd_reshard, "merge/split experts, DeepSeek model-parallel files, re-shard by size"},
     {"mkmodel", cmd_mkmodel, "write a synthetic checkpoint in the layout of a real release"},
     {"tokenize", cmd_tokenize, "tokenize text with a model's tokenizer.json"},

@@ -114,6 +114,7 @@ static void mm_tile(const float *x, int64_t n, int64_t k, const float *w, int64_
 typedef struct mat {
     dc_weight w;
     float *cache; /* [rows][cols] f32 when cached */
+    dc_name_info site; /* role, layer, expert (for the activation hook) */
 } mat;
 
 typedef struct layer {
@@ -158,7 +159,22 @@ struct dc_model {
     float softmax_scale;
     float *freqs;       /* [dr/2] RoPE inverse frequencies (YaRN-corrected when active) */
     uint64_t cached;
+    dc_act_hook hook;   /* dc_model_set_act_hook */
+    void *hook_ud;
 };
+
+void dc_model_set_act_hook(dc_model *m, dc_act_hook hook, void *ud)
+{
+    m->hook = hook;
+    m->hook_ud = ud;
+}
+
+static void act(const dc_model *m, int role, int li, int expert, const float *x, int64_t n, int64_t n_mat, int64_t cols,
+                int64_t ld, int64_t hs)
+{
+    dc_act a = {role, li, expert, x, n, n_mat, cols, ld, hs};
+    m->hook(m->hook_ud, &a);
+}
 
 void dc_fwd_opts_default(dc_fwd_opts *o)
 {
@@ -477,6 +493,7 @@ dc_status dc_model_load(const dc_ckpt *ck, const dc_fwd_opts *opts, dc_model **o
             float **vec;
             mat *slot = slot_for(m, &e->info, &vec);
             slot->w = sl->w; /* points into sl, which lives as long as the model */
+            slot->site = e->info;
             continue;
         }
         const dc_tensor *t = dc_ckpt_find(ck, e->name);
@@ -501,8 +518,10 @@ dc_status dc_model_load(const dc_ckpt *ck, const dc_fwd_opts *opts, dc_model **o
         }
         float **vec;
         mat *slot = slot_for(m, &e->info, &vec);
-        if (slot)
+        if (slot) {
             slot->w = w;
+            slot->site = e->info;
+        }
         else if (vec) {
             if ((st = read_vec(&w, vec, err)) != DC_OK)
                 goto fail;
@@ -531,8 +550,10 @@ dc_status dc_model_load(const dc_ckpt *ck, const dc_fwd_opts *opts, dc_model **o
         if (l->router_bias)
             m->any_bias = true;
     }
-    if (c->tie_word_embeddings)
+    if (c->tie_word_embeddings) {
         m->head.w = m->embed.w;
+        m->head.site = (dc_name_info){.role = DC_ROLE_LM_HEAD, .layer = -1, .expert = -1};
+    }
     dc_expect_free(ex, n_ex);
     ex = NULL;
     if ((st = rope_init(m, err)) != DC_OK)
@@ -613,6 +634,8 @@ static dc_status matmul(dc_model *m, mat *W, const float *x, int64_t n, float *y
     int64_t rows = W->w.rows, cols = W->w.cols;
     if (n == 0 || rows == 0)
         return DC_OK;
+    if (m->hook)
+        act(m, W->site.role, W->site.layer, W->site.expert, x, n, 1, cols, cols, 0);
     if (W->cache) {
         const int64_t rb = 16;
         int64_t nb = (rows + rb - 1) / rb;
@@ -801,6 +824,8 @@ static dc_status attention(dc_model *m, layer *l, ws *w, int64_t n, dc_err *err)
     } else if ((st = matmul(m, &l->wq, w->xn, n, w->q, err))) {
         return st;
     }
+    if (m->hook) /* llama.cpp's attn_k_b input: the nope part of each head's query */
+        act(m, DC_ACT_K_B, (int)(l - m->layers), -1, w->q, n, H, dn, H * dq, dq);
     /* latent and shared rope key: kv = wkv_a(x) -> [n][c + dr] */
     if ((st = matmul(m, &l->wkv_a, w->xn, n, w->kv, err)))
         return st;
@@ -823,6 +848,10 @@ static dc_status attention(dc_model *m, layer *l, ws *w, int64_t n, dc_err *err)
     /* scores s[t] = (q_s . k_t) * scale for t <= s; p = softmax; o = sum_t p[t] v_t */
     float scale = m->softmax_scale;
     par_err pe = {0};
+    /* with a hook: also lat = sum_t p[t] kvn_t [n][H][c], llama.cpp's attn_v_b input */
+    float *lat = m->hook ? malloc((size_t)(n * H * c) * sizeof(float)) : NULL;
+    if (m->hook && !lat)
+        return dc_err_set(err, DC_ERR_NOMEM, "out of memory (latent attention outputs)");
 #pragma omp parallel if (n * n * H * (dq + dv) / 2 >= PAR_MIN)
     {
         float *p = malloc((size_t)n * sizeof(float));
@@ -858,12 +887,28 @@ static dc_status attention(dc_model *m, layer *l, ws *w, int64_t n, dc_err *err)
                 for (int64_t d = 0; d < dv; d++)
                     ov[d] += pt * vv[d];
             }
+            if (lat) {
+                float *lv = lat + (s * H + h) * c;
+                for (int64_t d = 0; d < c; d++)
+                    lv[d] = 0.0f;
+                for (int64_t t = 0; t <= s; t++) {
+                    float pt = p[t] * inv;
+                    const float *kv = w->kvn + t * c;
+                    for (int64_t d = 0; d < c; d++)
+                        lv[d] += pt * kv[d];
+                }
+            }
         }
         free(p);
     }
     if (pe.st) {
+        free(lat);
         *err = pe.err;
         return pe.st;
+    }
+    if (lat) {
+        act(m, DC_ACT_V_B, (int)(l - m->layers), -1, lat, n, H, c, H * c, c);
+        free(lat);
     }
     /* out = wo(o) -> [n][D] */
     return matmul(m, &l->wo, w->o, n, w->f, err);

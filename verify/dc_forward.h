@@ -53,6 +53,25 @@ const float *dc_model_rope_freqs(const dc_model *m);
 /* Bytes of dequantised weights currently cached. */
 uint64_t dc_model_cached_bytes(const dc_model *m);
 
+/* ---- activation hook (deepcast imatrix) ---------------------------------------------------- */
+
+/* The input rows of a weight matrix product, reported before the product: x[t * ld + h * hs + j]
+ * for token t < n, matrix h < n_mat, column j < cols. role is the weight's dc_role (layer and
+ * expert from its name; n_mat 1), or one of the two products llama.cpp's MLA graph has and the
+ * non-absorbed forward pass does not: DC_ACT_K_B (attn_k_b: the per-head nope queries, n_mat =
+ * heads, cols = qk_nope_head_dim) and DC_ACT_V_B (attn_v_b: the per-head attention outputs in
+ * latent space, sum_t p_t * kv_a_layernorm(latent_t), cols = kv_lora_rank; computed only while a
+ * hook is set). Called from the calling thread, in the order of the computation. */
+enum { DC_ACT_K_B = DC_ROLE_COUNT + 1, DC_ACT_V_B };
+typedef struct dc_act {
+    int role, layer, expert;
+    const float *x;
+    int64_t n, n_mat, cols, ld, hs;
+} dc_act;
+typedef void (*dc_act_hook)(void *ud, const dc_act *a);
+/* Sets (NULL: clears) the hook of every later dc_forward call. */
+void dc_model_set_act_hook(dc_model *m, dc_act_hook hook, void *ud);
+
 /* ---- forward -------------------------------------------------------------------------------- */
 
 /* Routing decisions of one forward pass: per MoE layer, per token, the chosen experts in selection
