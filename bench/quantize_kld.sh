@@ -33,11 +33,12 @@ rows="${ROWS:-Q8_0 Q6_K Q5_K_M Q5_K_S Q5_1 Q5_0 Q4_K_M Q4_K_S Q4_1 Q4_0 IQ4_NL I
 for r in $rows; do
     t=${r%+recipe}
     extra=(); [ "$r" = "$t" ] || extra=(--recipe deepseek)
-    if [ $t = Q2_K_S ]; then # needs an imatrix
+    if $dc quantize "$work/base.gguf" "$work/q.gguf" $t --force "${extra[@]}" 2>"$work/log"; then
+        $dc kld "$work/base.gguf" "$work/q.gguf" --tokens "$T" --json >"$work/k.json"
+    elif grep -q "needs an importance matrix" "$work/log"; then # Q2_K_S with real q2_K tensors
         echo '{"kld_mean": null}' >"$work/k.json"
     else
-        $dc quantize "$work/base.gguf" "$work/q.gguf" $t --force "${extra[@]}" 2>"$work/log"
-        $dc kld "$work/base.gguf" "$work/q.gguf" --tokens "$T" --json >"$work/k.json"
+        cat "$work/log" >&2; exit 1
     fi
     $dc quantize "$work/base.gguf" "$work/qi.gguf" $t --force --imatrix "$work/im.gguf" "${extra[@]}" 2>"$work/logi"
     bpw=$(sed -n 's/.*-> \([0-9.]*\) bits per weight.*/\1/p' "$work/logi")

@@ -71,8 +71,8 @@ static double now_s(void)
  * Plan
  * ============================================================================================ */
 
-typedef enum kind { K_DIRECT, K_STACK, K_KB, K_VB } kind;
-static const char *KIND_NAMES[] = {"convert", "stack", "k_b", "v_b"};
+typedef enum kind { K_DIRECT, K_STACK, K_KB, K_VB, K_PERM, K_CONST } kind;
+static const char *KIND_NAMES[] = {"convert", "stack", "k_b", "v_b", "permute", "make"};
 
 typedef struct item {
     char name[DC_GGUF_MAX_NAME];
@@ -86,7 +86,8 @@ typedef struct item {
     uint32_t n_dims;
     int64_t ne[4];
     int64_t rows, cols; /* output 2-D view: cols = ne[0] */
-    int64_t H, dn, dv, c; /* KB / VB */
+    int64_t H, dn, dv, c; /* KB / VB; PERM: H heads of dn rows (values for a 1-D bias) */
+    float *vals;          /* CONST: ne[0] values */
     size_t wi;
     int order_layer;    /* -1 embeddings, n for layers, INT_MAX final */
     int order_role;
@@ -98,12 +99,15 @@ typedef struct plan {
     dc_ggufw *w;
     dc_gguf_out type;
     int n_mtp;
+    const char *arch; /* general.architecture: deepseek2, qwen2 or llama */
 } plan;
 
 static void plan_free(plan *p)
 {
-    for (size_t i = 0; i < p->n; i++)
+    for (size_t i = 0; i < p->n; i++) {
         free(p->items[i].ew);
+        free(p->items[i].vals);
+    }
     free(p->items);
     dc_ggufw_free(p->w);
     memset(p, 0, sizeof *p);
@@ -154,8 +158,9 @@ static int role_rank(dc_role r)
 {
     /* within a layer: llama.cpp's order of creation, roughly */
     static const dc_role ORDER[] = {
-        DC_ROLE_ATTN_NORM, DC_ROLE_Q_A_PROJ, DC_ROLE_Q_A_NORM, DC_ROLE_Q_B_PROJ, DC_ROLE_Q_PROJ, DC_ROLE_KV_A_PROJ,
-        DC_ROLE_KV_A_NORM, DC_ROLE_KV_B_PROJ, DC_ROLE_O_PROJ, DC_ROLE_FFN_NORM, DC_ROLE_MLP_GATE, DC_ROLE_MLP_UP,
+        DC_ROLE_ATTN_NORM, DC_ROLE_Q_A_PROJ, DC_ROLE_Q_A_NORM, DC_ROLE_Q_B_PROJ, DC_ROLE_Q_PROJ, DC_ROLE_Q_BIAS, DC_ROLE_K_PROJ,
+        DC_ROLE_K_BIAS, DC_ROLE_V_PROJ, DC_ROLE_V_BIAS, DC_ROLE_KV_A_PROJ, DC_ROLE_KV_A_NORM, DC_ROLE_KV_B_PROJ,
+        DC_ROLE_O_PROJ, DC_ROLE_O_BIAS, DC_ROLE_FFN_NORM, DC_ROLE_MLP_GATE, DC_ROLE_MLP_UP,
         DC_ROLE_MLP_DOWN, DC_ROLE_ROUTER, DC_ROLE_ROUTER_BIAS, DC_ROLE_EXP_GATE, DC_ROLE_EXP_UP, DC_ROLE_EXP_DOWN,
         DC_ROLE_SHEXP_GATE, DC_ROLE_SHEXP_UP, DC_ROLE_SHEXP_DOWN, DC_ROLE_MTP_EH_PROJ, DC_ROLE_MTP_ENORM,
         DC_ROLE_MTP_HNORM, DC_ROLE_MTP_EMBED, DC_ROLE_MTP_HEAD, DC_ROLE_MTP_HEAD_NORM};
@@ -209,12 +214,46 @@ static dc_gguf_out auto_type(const dc_ckpt *ck)
     return r;
 }
 
+static const char *arch_name(const dc_config *c)
+{
+    return c->arch == DC_ARCH_QWEN2 ? "qwen2" : c->arch == DC_ARCH_LLAMA ? "llama" : "deepseek2";
+}
+
+/* GGUF row of HF row r of a q/k projection permuted for llama.cpp (LlamaModel.permute): in each
+ * head of hd rows, HF row a*hd/2 + i becomes row 2i + a. */
+static int64_t perm_row(int64_t r, int64_t hd)
+{
+    int64_t h = r / hd, j = r % hd, half = hd / 2;
+    return h * hd + 2 * (j % half) + j / half;
+}
+
 static dc_status build_plan(const dc_ckpt *ck, const dc_gguf_export_opts *o, plan *p, dc_gguf_export_stats *s,
                             dc_err *err)
 {
     const dc_config *c = &ck->cfg;
     dc_dtype want = out_dtype(p->type);
     dc_status st = DC_OK;
+    p->arch = arch_name(c);
+    if (c->arch == DC_ARCH_QWEN2 && (c->n_heads * c->head_dim != c->hidden_size))
+        return dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: llama.cpp's qwen2 needs num_attention_heads x head_dim (%d x %d) = "
+                          "hidden_size (%lld)", ck->path, c->n_heads, c->head_dim, (long long)c->hidden_size);
+    if (c->rope_llama3) { /* LlamaModel.generate_extra_tensors: the llama3 scaling as frequency divisors */
+        item *it = new_item(p, err);
+        if (!it)
+            return DC_ERR_NOMEM;
+        it->kind = K_CONST;
+        snprintf(it->name, sizeof it->name, "rope_freqs.weight");
+        it->src = "(rope_scaling llama3)";
+        it->src_dt = DC_DT_F32;
+        it->n_dims = 1;
+        it->ne[0] = c->head_dim / 2;
+        it->ne[1] = it->ne[2] = it->ne[3] = 1;
+        it->order_layer = -2;
+        if (!(it->vals = malloc((size_t)it->ne[0] * sizeof *it->vals + 1)))
+            return dc_err_set(err, DC_ERR_NOMEM, "out of memory");
+        dc_config_llama3_rope_factors(c, it->vals);
+        finish_item(it, want);
+    }
     /* MTP layers: kept when every one of them is present (its eh_proj), unless --drop-mtp */
     int present = 0;
     for (int k = 0; k < c->n_mtp_layers; k++) {
@@ -243,8 +282,8 @@ static dc_status build_plan(const dc_ckpt *ck, const dc_gguf_export_opts *o, pla
         if (dc_str_ends_with(t->name, ".rotary_emb.inv_freq"))
             continue; /* the converter drops these */
         if (!known) {
-            st = dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: tensor %s has no deepseek2 GGUF name", dc_ckpt_file_name(ck, t),
-                            t->name);
+            st = dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: tensor %s has no %s GGUF name", dc_ckpt_file_name(ck, t),
+                            t->name, p->arch);
             break;
         }
         if (ni.is_mtp && !keep_mtp)
@@ -323,8 +362,8 @@ static dc_status build_plan(const dc_ckpt *ck, const dc_gguf_export_opts *o, pla
         }
         it->kind = K_DIRECT;
         if (!dc_gguf_hf_to_name(t->name, it->name, sizeof it->name)) {
-            st = dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: tensor %s has no deepseek2 GGUF name", dc_ckpt_file_name(ck, t),
-                            t->name);
+            st = dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: tensor %s has no %s GGUF name", dc_ckpt_file_name(ck, t),
+                            t->name, p->arch);
             break;
         }
         if ((st = dc_ckpt_weight(ck, t->name, &it->w, err)))
@@ -332,6 +371,19 @@ static dc_status build_plan(const dc_ckpt *ck, const dc_gguf_export_opts *o, pla
         it->src = t->name;
         it->src_dt = t->dtype;
         set_shape(it, t);
+        if (c->arch == DC_ARCH_LLAMA && (ni.role == DC_ROLE_Q_PROJ || ni.role == DC_ROLE_K_PROJ ||
+                                         ni.role == DC_ROLE_Q_BIAS || ni.role == DC_ROLE_K_BIAS)) {
+            /* LlamaModel.permute: llama.cpp's llama rotates interleaved pairs (rope type NORM), so
+             * each head's rows [0, hd/2) and [hd/2, hd) are interleaved */
+            it->kind = K_PERM;
+            it->H = ni.role == DC_ROLE_Q_PROJ || ni.role == DC_ROLE_Q_BIAS ? c->n_heads : c->n_kv_heads;
+            it->dn = c->head_dim;
+            if (t->shape[0] != it->H * it->dn || it->dn % 2) {
+                st = dc_err_set(err, DC_ERR_MODEL, "%s: tensor %s has %lld rows; expected %lld heads x head_dim %lld",
+                                dc_ckpt_file_name(ck, t), t->name, (long long)t->shape[0], (long long)it->H, (long long)it->dn);
+                break;
+            }
+        }
         it->order_layer = ni.layer < 0 ? (ni.role == DC_ROLE_EMBED ? -1 : 1 << 30) : ni.layer;
         it->order_role = ni.role == DC_ROLE_LM_HEAD ? 1 : role_rank(ni.role);
         finish_item(it, want);
@@ -448,6 +500,41 @@ static void size_label(const plan *p, char *buf, size_t cap)
 
 #define CK(x) do { if ((st = (x)) != DC_OK) goto done; } while (0)
 
+/* qwen2 / llama: TextModel.set_gguf_parameters (+ LlamaModel's vocab_size and rope.dimension_count).
+ * llama3 rope scaling is the rope_freqs tensor, not a key. */
+static dc_status write_dense_kvs(dc_ggufw *w, const dc_config *c, const cJSON *cfg, const plan *p, bool quant_keys,
+                                 dc_err *err)
+{
+    dc_status st = DC_OK;
+    char key[96];
+#define AK(s) (snprintf(key, sizeof key, "%s.%s", p->arch, s), key)
+    double v;
+    CK(dc_ggufw_kv_u32(w, AK("block_count"), (uint32_t)c->n_layers, err));
+    if (jnum(cfg, "max_position_embeddings", &v))
+        CK(dc_ggufw_kv_u32(w, AK("context_length"), (uint32_t)v, err));
+    CK(dc_ggufw_kv_u32(w, AK("embedding_length"), (uint32_t)c->hidden_size, err));
+    CK(dc_ggufw_kv_u32(w, AK("feed_forward_length"), (uint32_t)c->intermediate_size, err));
+    CK(dc_ggufw_kv_u32(w, AK("attention.head_count"), (uint32_t)c->n_heads, err));
+    CK(dc_ggufw_kv_u32(w, AK("attention.head_count_kv"), (uint32_t)c->n_kv_heads, err));
+    CK(dc_ggufw_kv_f32(w, AK("rope.freq_base"), (float)c->rope_theta, err));
+    CK(dc_ggufw_kv_f32(w, AK("attention.layer_norm_rms_epsilon"), (float)c->rms_norm_eps, err));
+    if (jget(cfg, "head_dim")) {
+        CK(dc_ggufw_kv_u32(w, AK("attention.key_length"), (uint32_t)c->head_dim, err));
+        CK(dc_ggufw_kv_u32(w, AK("attention.value_length"), (uint32_t)c->head_dim, err));
+    }
+    if (quant_keys)
+        CK(dc_ggufw_kv_u32(w, "general.file_type", out_ftype(p->type), err));
+    if (c->arch == DC_ARCH_LLAMA) {
+        CK(dc_ggufw_kv_u32(w, AK("vocab_size"), (uint32_t)c->vocab_size, err));
+        CK(dc_ggufw_kv_u32(w, AK("rope.dimension_count"), (uint32_t)c->head_dim, err));
+    }
+    if (quant_keys)
+        CK(dc_ggufw_kv_u32(w, "general.quantization_version", GGML_QUANT_VERSION, err));
+#undef AK
+done:
+    return st;
+}
+
 /* quant_keys: write general.file_type and general.quantization_version (false for `deepcast quantize`,
  * which appends them after all other keys, as llama-quantize does) */
 static dc_status write_model_kvs(dc_ggufw *w, const dc_ckpt *ck, const cJSON *cfg, const plan *p, const char *name,
@@ -457,11 +544,15 @@ static dc_status write_model_kvs(dc_ggufw *w, const dc_ckpt *ck, const cJSON *cf
     dc_status st = DC_OK;
     char label[64];
     size_label(p, label, sizeof label);
-    CK(dc_ggufw_kv_str(w, "general.architecture", "deepseek2", 9, err));
+    CK(dc_ggufw_kv_str(w, "general.architecture", p->arch, strlen(p->arch), err));
     CK(dc_ggufw_kv_str(w, "general.type", "model", 5, err));
     if (name[0])
         CK(dc_ggufw_kv_str(w, "general.name", name, strlen(name), err));
     CK(dc_ggufw_kv_str(w, "general.size_label", label, strlen(label), err));
+    if (dc_arch_dense(c->arch)) {
+        st = write_dense_kvs(w, c, cfg, p, quant_keys, err);
+        goto done;
+    }
     /* TextModel.set_gguf_parameters */
     CK(dc_ggufw_kv_u32(w, "deepseek2.block_count", (uint32_t)(c->n_layers + p->n_mtp), err));
     double v;
@@ -742,10 +833,17 @@ static dc_status write_tokenizer(dc_ggufw *w, const dc_ckpt *ck, const cJSON *cf
         }
     }
     /* pre-tokenizer: llama.cpp names it by the hash of a test text's tokens
-     * (convert_hf_to_gguf_update.py); deepcast recognizes the two DeepSeek pre-tokenizers by
-     * their Split patterns: deepseek-v3 (V3/R1/V3.1: \p{N}{1,3}, CJK, ...) and deepseek-llm
-     * (V2/V2-Lite: [\r\n], letters, ...) */
-    const char *pre = c->arch == DC_ARCH_DEEPSEEK_V3 ? "deepseek-v3" : "deepseek-llm";
+     * (convert_hf_to_gguf_update.py); deepcast recognizes the pre-tokenizers of DeepSeek's models
+     * by their (first) Split pattern: deepseek-v3 (V3/R1/V3.1: \p{N}{1,3}, CJK, ...), deepseek-llm
+     * (V2/V2-Lite, DeepSeek LLM: [\r\n], letters, ...), and the GPT-4-style pattern of Llama 3
+     * (R1-Distill-Llama: digits in runs of up to 3, llama-bpe) and of Qwen2 (R1-Distill-Qwen: single
+     * digits, deepseek-r1-qwen). Otherwise the architecture decides, with a warning. */
+    const char *pre = c->arch == DC_ARCH_DEEPSEEK_V3 ? "deepseek-v3"
+                      : c->arch == DC_ARCH_QWEN2     ? "deepseek-r1-qwen"
+                      : c->arch == DC_ARCH_LLAMA     ? "llama-bpe"
+                                                     : "deepseek-llm";
+    static const char *GPT4_HEAD = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|";
+    static const char *GPT4_TAIL = "| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
     {
         const cJSON *pt = jget(tj, "pre_tokenizer"), *first = NULL;
         const cJSON *seq = jget(pt, "pretokenizers");
@@ -753,10 +851,16 @@ static dc_status write_tokenizer(dc_ggufw *w, const dc_ckpt *ck, const cJSON *cf
         const cJSON *pat = jget(jget(s0, "pattern"), "Regex");
         if (cJSON_IsString(jget(s0, "type")) && !strcmp(jget(s0, "type")->valuestring, "Split") && cJSON_IsString(pat))
             first = pat;
+        size_t hl = strlen(GPT4_HEAD);
+        const char *mid = first && !strncmp(first->valuestring, GPT4_HEAD, hl) ? first->valuestring + hl : NULL;
         if (first && !strcmp(first->valuestring, "\\p{N}{1,3}"))
             pre = "deepseek-v3";
         else if (first && !strcmp(first->valuestring, "[\r\n]"))
             pre = "deepseek-llm";
+        else if (mid && !strncmp(mid, "\\p{N}{1,3}", 10) && !strcmp(mid + 10, GPT4_TAIL))
+            pre = "llama-bpe";
+        else if (mid && !strncmp(mid, "\\p{N}", 5) && !strcmp(mid + 5, GPT4_TAIL))
+            pre = "deepseek-r1-qwen";
         else
             dc_log(1, "convert: warning: %s/tokenizer.json: pre-tokenizer not recognized; writing tokenizer.ggml.pre = %s "
                       "(from model_type %s)\n", dir, pre, c->model_type);
@@ -975,6 +1079,33 @@ static dc_status item_rows(const item *it, int64_t a, int64_t b, float *out, flo
         }
         break;
     }
+    case K_PERM: {
+        if (it->n_dims == 1) { /* a bias: one row, the values permuted */
+            size_t need = (size_t)cols;
+            if (need > *scap) {
+                free(*scratch);
+                *scratch = malloc(need * sizeof **scratch);
+                *scap = *scratch ? need : 0;
+                if (!*scratch)
+                    return dc_err_set(err, DC_ERR_NOMEM, "out of memory for %zu values of %s", need, it->name);
+            }
+            st = dc_weight_rows(&it->w, 0, 1, *scratch, DC_DEQ_BF16_ROUND, err);
+            for (int64_t j = 0; !st && j < cols; j++)
+                out[perm_row(j, it->dn)] = (*scratch)[j];
+            break;
+        }
+        /* output row r is HF row s with perm_row(s) = r: r = h*hd + 2i + a -> s = h*hd + a*hd/2 + i */
+        for (int64_t r = a; r < b && !st; r++) {
+            int64_t h = r / it->dn, j = r % it->dn, s = h * it->dn + (j % 2) * (it->dn / 2) + j / 2;
+            st = dc_weight_rows(&it->w, s, 1, out + (r - a) * cols, DC_DEQ_BF16_ROUND, err);
+        }
+        if (!st && b == it->rows)
+            release_rows(&it->w, 0, it->rows);
+        break;
+    }
+    case K_CONST:
+        memcpy(out, it->vals + a * cols, (size_t)((b - a) * cols) * sizeof *out);
+        break;
     case K_VB: /* output rows (h, j) j < dv: kv_b[h*(dn+dv) + dn + j] */
         for (int64_t r = a; r < b && !st;) {
             int64_t h = r / it->dv, hi = ((h + 1) * it->dv < b ? (h + 1) * it->dv : b);

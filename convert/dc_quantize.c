@@ -918,11 +918,13 @@ static dc_status build(const char *in, const dc_quantize_opts *o, qplan *p, dc_q
             return st;
         const dc_ckpt *ck = dc_gguf_src_ckpt(p->src);
         const dc_config *c = &ck->cfg;
-        snprintf(p->m.arch, sizeof p->m.arch, "deepseek2");
+        bool dense = dc_arch_dense(c->arch);
+        snprintf(p->m.arch, sizeof p->m.arch, "%s", c->arch == DC_ARCH_QWEN2 ? "qwen2" : c->arch == DC_ARCH_LLAMA ? "llama" : "deepseek2");
         p->m.n_layer_all = c->n_layers + dc_gguf_src_n_mtp(p->src);
-        p->m.n_expert = c->n_experts_routed;
+        p->m.n_expert = dense ? 0 : c->n_experts_routed;
         p->m.n_head = c->n_heads;
-        p->m.n_head_kv = 1;
+        p->m.n_head_kv = dense ? c->n_kv_heads : 1; /* deepseek2's MLA: head_count_kv 1 */
+        p->m.is_70b = c->arch == DC_ARCH_LLAMA && p->m.n_layer_all == 80 && p->m.n_head != p->m.n_head_kv;
         p->n = dc_gguf_src_count(p->src);
         if (!(p->t = calloc(p->n ? p->n : 1, sizeof *p->t)))
             return dc_err_set(err, DC_ERR_NOMEM, "out of memory");

@@ -597,6 +597,29 @@ static char *dense_to_json(const dc_config *c)
     return s;
 }
 
+void dc_config_llama3_rope_factors(const dc_config *c, float *out)
+{
+    const int dim = c->head_dim, half = dim / 2;
+    const float base = (float)c->rope_theta, factor = (float)c->rope_factor, lo = (float)c->rope_low_freq_factor;
+    const float old_ctx = (float)c->rope_original_max_pos;
+    const float low_wl = (float)((double)c->rope_original_max_pos / c->rope_low_freq_factor);
+    const float high_wl = (float)((double)c->rope_original_max_pos / c->rope_high_freq_factor);
+    const float span = (float)(c->rope_high_freq_factor - c->rope_low_freq_factor);
+    const float two_pi = (float)(2.0 * M_PI);
+    for (int i = 0; i < half; i++) {
+        float freq = 1.0f / powf(base, (float)(2 * i) / (float)dim);
+        float wavelen = (1.0f / freq) * two_pi;
+        if (wavelen < high_wl)
+            out[i] = 1.0f;
+        else if (wavelen > low_wl)
+            out[i] = factor;
+        else {
+            float smooth = ((1.0f / wavelen) * old_ctx - lo) / span;
+            out[i] = 1.0f / ((1.0f - smooth) / factor + smooth);
+        }
+    }
+}
+
 char *dc_config_to_json(const dc_config *c)
 {
     if (dc_arch_dense(c->arch))

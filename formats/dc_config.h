@@ -19,6 +19,8 @@ bool dc_arch_dense(dc_arch a);
 typedef enum dc_score_func { DC_SCORE_SOFTMAX = 0, DC_SCORE_SIGMOID = 1 } dc_score_func;
 typedef enum dc_scale_fmt { DC_SCALE_F32 = 0, DC_SCALE_UE8M0 = 1 } dc_scale_fmt;
 
+#define DC_MAX_ROPE_FACTORS 512
+
 typedef struct dc_config {
     dc_arch arch;
     char model_type[32];
@@ -66,6 +68,10 @@ typedef struct dc_config {
     /* rope_scaling {"rope_type": "llama3"}: factor and original_max_position_embeddings above */
     bool rope_llama3;
     double rope_low_freq_factor, rope_high_freq_factor;
+    /* llama GGUFs: llama.cpp's rope_freqs tensor (how convert_hf_to_gguf.py stores llama3 scaling):
+     * the default inverse frequencies are divided by these head_dim / 2 values; 0 = none */
+    int n_rope_freq_factors;
+    float rope_freq_factors[DC_MAX_ROPE_FACTORS];
 
     int64_t bos_token_id, eos_token_id;
     bool tie_word_embeddings;
@@ -93,4 +99,7 @@ void dc_config_param_counts(const dc_config *c, int64_t *total, int64_t *active,
 /* Serialises a config as a Hugging Face config.json (the release's field names and order).
  * Returns a malloc'd string, NULL on OOM. */
 char *dc_config_to_json(const dc_config *c);
+/* llama3 rope scaling as llama.cpp's rope_freqs divisors (conversion/llama.py
+ * generate_extra_tensors, in float32 like its torch code): head_dim / 2 values into out. */
+void dc_config_llama3_rope_factors(const dc_config *c, float *out);
 #endif

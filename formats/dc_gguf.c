@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1027,7 +1028,7 @@ dc_status dc_ggufw_finish(dc_ggufw *w, dc_err *err)
 }
 
 /* ============================================================================================
- * deepseek2 tensor names (llama.cpp src/llama-arch.cpp LLM_TENSOR_NAMES, gguf-py
+ * deepseek2, qwen2 and llama tensor names (llama.cpp src/llama-arch.cpp LLM_TENSOR_NAMES, gguf-py
  * tensor_mapping.py) <-> Hugging Face names
  * ============================================================================================ */
 
@@ -1046,6 +1047,12 @@ static const name_pair LAYER_NAMES[] = {
     {"attn_norm.weight", "input_layernorm.weight"},
     {"ffn_norm.weight", "post_attention_layernorm.weight"},
     {"attn_q.weight", "self_attn.q_proj.weight"},
+    {"attn_q.bias", "self_attn.q_proj.bias"}, /* qwen2, llama: attention_bias */
+    {"attn_k.weight", "self_attn.k_proj.weight"},
+    {"attn_k.bias", "self_attn.k_proj.bias"},
+    {"attn_v.weight", "self_attn.v_proj.weight"},
+    {"attn_v.bias", "self_attn.v_proj.bias"},
+    {"attn_output.bias", "self_attn.o_proj.bias"},
     {"attn_q_a.weight", "self_attn.q_a_proj.weight"},
     {"attn_q_a_norm.weight", "self_attn.q_a_layernorm.weight"},
     {"attn_q_b.weight", "self_attn.q_b_proj.weight"},
@@ -1138,6 +1145,15 @@ typedef struct kvb_virtual {
     dc_tensor *hf; /* the virtual tensor of the HF view */
 } kvb_virtual;
 
+/* A llama GGUF's attn_q / attn_k (weight or bias) seen in Hugging Face order: llama.cpp's
+ * converter interleaves the two halves of every head (LlamaModel.permute), HF row a*hd/2 + i is
+ * stored as row 2i + a (for a bias: value). */
+typedef struct perm_virtual {
+    const dc_tensor *hf; /* the tensor of the HF view */
+    dc_weight base;      /* its stored rows */
+    int64_t hd;
+} perm_virtual;
+
 typedef struct dc_gguf_model dc_gguf_model;
 struct dc_gguf_model {
     dc_gguf_file *files;
@@ -1148,6 +1164,8 @@ struct dc_gguf_model {
     size_t n_hf;
     kvb_virtual *kvb;
     size_t n_kvb;
+    perm_virtual *perm;
+    size_t n_perm;
 };
 
 const dc_gguf_file *dc_gguf_ckpt_file(const dc_ckpt *ck, int i)
@@ -1165,6 +1183,7 @@ void dc_gguf_ckpt_free(dc_ckpt *ck)
     free(m->hf);
     free(m->ft);
     free(m->kvb);
+    free(m->perm);
     for (int i = 0; i < m->n_files; i++)
         dc_gguf_close(&m->files[i]);
     free(m->files);
@@ -1204,9 +1223,46 @@ static dc_status kvb_read(const dc_weight *w, int64_t r0, int64_t n, float *out,
     return st;
 }
 
+static int64_t perm_stored(int64_t r, int64_t hd)
+{
+    int64_t h = r / hd, j = r % hd, half = hd / 2;
+    return h * hd + 2 * (j % half) + j / half;
+}
+
+static dc_status perm_read(const dc_weight *w, int64_t r0, int64_t n, float *out, int mode, dc_err *err)
+{
+    const perm_virtual *v = w->read_ctx;
+    const int64_t cols = w->cols;
+    dc_status st = DC_OK;
+    if (v->hf->ndim == 1) { /* one row: its values permuted */
+        float *tmp = malloc((size_t)cols * sizeof *tmp + 1);
+        if (!tmp)
+            return dc_err_set(err, DC_ERR_NOMEM, "out of memory");
+        st = dc_weight_rows(&v->base, 0, 1, tmp, mode, err);
+        for (int64_t j = 0; !st && j < cols; j++)
+            out[j] = tmp[perm_stored(j, v->hd)];
+        free(tmp);
+        return st;
+    }
+    for (int64_t r = r0; r < r0 + n && !st; r++)
+        st = dc_weight_rows(&v->base, perm_stored(r, v->hd), 1, out + (r - r0) * cols, mode, err);
+    return st;
+}
+
 dc_status dc_gguf_ckpt_weight(const dc_ckpt *ck, const dc_tensor *t, dc_weight *w, dc_err *err)
 {
     const dc_gguf_model *m = ck->gguf;
+    for (size_t i = 0; i < m->n_perm; i++) {
+        const perm_virtual *v = &m->perm[i];
+        if (v->hf != t)
+            continue;
+        dc_status st = dc_weight_init(w, t, NULL, 128, 128, dc_ckpt_file_name(ck, t), err);
+        if (st)
+            return st;
+        w->read_rows = perm_read;
+        w->read_ctx = v;
+        return DC_OK;
+    }
     for (size_t i = 0; i < m->n_kvb; i++) {
         const kvb_virtual *v = &m->kvb[i];
         if (v->hf != t)
@@ -1458,6 +1514,128 @@ static dc_status synth_config(dc_ckpt *ck, const dc_gguf_file *f, const char *fn
     return st;
 }
 
+static const dc_tensor *find_ft(const dc_gguf_model *m, const char *name)
+{
+    for (size_t i = 0; i < m->n_ft; i++)
+        if (!strcmp(m->ft[i].name, name))
+            return &m->ft[i];
+    return NULL;
+}
+
+/* qwen2 / llama: config.json from the {arch}.* keys (conversion/base.py TextModel.set_gguf_parameters,
+ * llama.py), checked by dc_config_parse; a llama rope_freqs tensor becomes cfg.rope_freq_factors. */
+static dc_status synth_config_dense(dc_ckpt *ck, const dc_gguf_file *f, const char *fname, bool llama, dc_err *err)
+{
+    dc_gguf_model *m = ck->gguf;
+    const char *an = llama ? "llama" : "qwen2";
+    char key[128];
+#define K(s) (snprintf(key, sizeof key, "%s.%s", an, s), key)
+    uint32_t n_layers, hidden, heads, ffn, kv, hd = 0, vocab = 0, ctx = 4096, bos = 0, eos = 0;
+    float eps, theta = 10000.0f;
+    const char *missing = NULL;
+    if (!dc_gguf_get_u32(f, K("block_count"), &n_layers))
+        missing = "block_count";
+    else if (!dc_gguf_get_u32(f, K("embedding_length"), &hidden))
+        missing = "embedding_length";
+    else if (!get_u32_or_arr(f, K("feed_forward_length"), &ffn))
+        missing = "feed_forward_length";
+    else if (!get_u32_or_arr(f, K("attention.head_count"), &heads))
+        missing = "attention.head_count";
+    else if (!dc_gguf_get_f32(f, K("attention.layer_norm_rms_epsilon"), &eps))
+        missing = "attention.layer_norm_rms_epsilon";
+    if (missing)
+        return dc_err_set(err, DC_ERR_CONFIG, "%s: %s model without the key %s.%s", fname, an, an, missing);
+    if (!get_u32_or_arr(f, K("attention.head_count_kv"), &kv))
+        kv = heads;
+    if (!dc_gguf_get_u32(f, K("attention.key_length"), &hd))
+        dc_gguf_get_u32(f, K("rope.dimension_count"), &hd);
+    dc_gguf_get_f32(f, K("rope.freq_base"), &theta);
+    dc_gguf_get_u32(f, K("context_length"), &ctx);
+    if (n_layers > m->n_ft)
+        return dc_err_set(err, DC_ERR_CONFIG, "%s: %s.block_count %" PRIu32 " exceeds the %zu tensors of the file", fname, an,
+                          n_layers, m->n_ft);
+    const char *rt;
+    uint64_t rtl;
+    if (dc_gguf_get_str(f, K("rope.scaling.type"), &rt, &rtl) && !(rtl == 4 && !memcmp(rt, "none", 4)))
+        return dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: %s.rope.scaling.type %.*s (deepcast reads llama3 scaling as a "
+                          "rope_freqs tensor, no other scaling)", fname, an, (int)(rtl < 64 ? rtl : 64), rt);
+#undef K
+    if (!dc_gguf_get_u32(f, llama ? "llama.vocab_size" : "qwen2.vocab_size", &vocab)) {
+        const dc_gguf_kv *tk = dc_gguf_find(f, "tokenizer.ggml.tokens");
+        if (tk && tk->n <= UINT32_MAX)
+            vocab = (uint32_t)tk->n;
+    }
+    const dc_tensor *emb = find_ft(m, "token_embd.weight");
+    if (!vocab && emb && emb->ndim == 2 && emb->shape[0] <= UINT32_MAX)
+        vocab = (uint32_t)emb->shape[0];
+    bool have_bos = dc_gguf_get_u32(f, "tokenizer.ggml.bos_token_id", &bos);
+    bool have_eos = dc_gguf_get_u32(f, "tokenizer.ggml.eos_token_id", &eos);
+    bool tied = !find_ft(m, "output.weight");
+    bool attn_bias = false;
+    for (size_t i = 0; i < m->n_ft && !attn_bias; i++)
+        attn_bias = dc_str_ends_with(m->ft[i].name, ".attn_q.bias") || dc_str_ends_with(m->ft[i].name, ".attn_output.bias");
+    uint32_t ftype = 0;
+    const char *torch = "bfloat16";
+    if (dc_gguf_get_u32(f, "general.file_type", &ftype))
+        torch = ftype == 0 ? "float32" : ftype == 1 ? "float16" : "bfloat16";
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return dc_err_set(err, DC_ERR_NOMEM, "out of memory");
+    cJSON_AddItemToObject(o, "architectures", cJSON_CreateStringArray(
+        (const char *[]){llama ? "LlamaForCausalLM" : "Qwen2ForCausalLM"}, 1));
+    cJSON_AddStringToObject(o, "model_type", an);
+    cJSON_AddStringToObject(o, "torch_dtype", torch);
+    cJSON_AddNumberToObject(o, "vocab_size", vocab);
+    cJSON_AddNumberToObject(o, "hidden_size", hidden);
+    cJSON_AddNumberToObject(o, "intermediate_size", ffn);
+    cJSON_AddNumberToObject(o, "num_hidden_layers", n_layers);
+    cJSON_AddNumberToObject(o, "num_attention_heads", heads);
+    cJSON_AddNumberToObject(o, "num_key_value_heads", kv);
+    if (hd)
+        cJSON_AddNumberToObject(o, "head_dim", hd);
+    cJSON_AddNumberToObject(o, "rope_theta", f32_decimal(theta));
+    cJSON_AddNumberToObject(o, "rms_norm_eps", f32_decimal(eps));
+    cJSON_AddNumberToObject(o, "max_position_embeddings", ctx ? ctx : 4096);
+    if (have_bos)
+        cJSON_AddNumberToObject(o, "bos_token_id", bos);
+    if (have_eos)
+        cJSON_AddNumberToObject(o, "eos_token_id", eos);
+    cJSON_AddBoolToObject(o, "tie_word_embeddings", tied);
+    if (llama)
+        cJSON_AddBoolToObject(o, "attention_bias", attn_bias);
+    char *json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!json)
+        return dc_err_set(err, DC_ERR_NOMEM, "out of memory");
+    char what[600];
+    snprintf(what, sizeof what, "%s (config from its %s.* keys)", fname, an);
+    dc_status st = dc_config_parse(json, strlen(json), what, &ck->cfg, err);
+    free(json);
+    if (st)
+        return st;
+    const dc_tensor *rf = find_ft(m, "rope_freqs.weight");
+    if (rf) {
+        int64_t half = ck->cfg.head_dim / 2;
+        if (!llama)
+            return dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: tensor rope_freqs.weight in a qwen2 model", fname);
+        if (rf->dtype != DC_DT_F32 || rf->ndim != 1 || rf->shape[0] != half || half > DC_MAX_ROPE_FACTORS)
+            return dc_err_set(err, DC_ERR_MODEL, "%s: tensor rope_freqs.weight is %s with %lld values; expected F32 with "
+                              "head_dim / 2 = %lld", fname, dc_dtype_name(rf->dtype),
+                              (long long)(rf->ndim == 1 ? rf->shape[0] : -1), (long long)half);
+        for (int64_t i = 0; i < half; i++) {
+            float v;
+            memcpy(&v, rf->data + 4 * i, 4);
+            if (!(v > 0) || !isfinite(v))
+                return dc_err_set(err, DC_ERR_MODEL, "%s: tensor rope_freqs.weight: value %lld is %g; frequency divisors must "
+                                  "be positive", fname, (long long)i, (double)v);
+            ck->cfg.rope_freq_factors[i] = v;
+        }
+        ck->cfg.n_rope_freq_factors = (int)half;
+    }
+    ck->has_config = true;
+    return DC_OK;
+}
+
 /* Builds the Hugging Face view of a deepseek2 model (or, for other architectures, the file
  * tensors under their own names). */
 static dc_status build_hf_view(dc_ckpt *ck, bool deepseek, dc_err *err)
@@ -1533,9 +1711,10 @@ static dc_status build_hf_view(dc_ckpt *ck, bool deepseek, dc_err *err)
     n += n_pairs;
     m->hf = calloc(n ? n : 1, sizeof *m->hf);
     m->kvb = calloc(n_pairs ? n_pairs : 1, sizeof *m->kvb);
+    m->perm = calloc(n ? n : 1, sizeof *m->perm);
     ck->tensors = malloc((n ? n : 1) * sizeof *ck->tensors);
     dc_status st = DC_OK;
-    if (!m->hf || !m->kvb || !ck->tensors) {
+    if (!m->hf || !m->kvb || !m->perm || !ck->tensors) {
         st = dc_err_set(err, DC_ERR_NOMEM, "out of memory");
         goto done;
     }
@@ -1575,6 +1754,8 @@ static dc_status build_hf_view(dc_ckpt *ck, bool deepseek, dc_err *err)
             }
             continue;
         }
+        if (ck->cfg.n_rope_freq_factors && !strcmp(t->name, "rope_freqs.weight"))
+            continue; /* in the config */
         dc_tensor *h = &m->hf[m->n_hf];
         *h = *t;
         if (!deepseek || !dc_gguf_name_to_hf(t->name, nm, sizeof nm))
@@ -1586,6 +1767,19 @@ static dc_status build_hf_view(dc_ckpt *ck, bool deepseek, dc_err *err)
         }
         ck->tensors[ck->n_tensors++] = h;
         m->n_hf++;
+        int64_t hd = ck->cfg.head_dim;
+        if (deepseek && ck->cfg.arch == DC_ARCH_LLAMA && layer && hd >= 2 && hd % 2 == 0 && h->ndim >= 1 &&
+            h->shape[0] % hd == 0 && (!strcmp(rest, "attn_q.weight") || !strcmp(rest, "attn_k.weight") ||
+                                      !strcmp(rest, "attn_q.bias") || !strcmp(rest, "attn_k.bias"))) {
+            perm_virtual *v = &m->perm[m->n_perm];
+            dc_err e2; /* an undecodable type is reported when the tensor is read */
+            if (dc_weight_init(&v->base, h, NULL, 128, 128, dc_path_base(ck->files[h->file].path), &e2) == DC_OK &&
+                (h->ndim == 1 || v->base.rows % hd == 0)) {
+                v->hf = h;
+                v->hd = hd;
+                m->n_perm++;
+            }
+        }
     }
     for (int L = 0; L <= max_layer; L++) {
         if (!kb_of[L])
@@ -1769,10 +1963,15 @@ static dc_status gguf_ckpt_finish(dc_ckpt *ck, dc_err *err)
     const char *arch = NULL;
     uint64_t al = 0;
     const dc_gguf_file *f0 = &m->files[0];
-    bool deepseek = dc_gguf_get_str(f0, "general.architecture", &arch, &al) && al == 9 && !memcmp(arch, "deepseek2", 9);
-    if (deepseek && (st = synth_config(ck, f0, f0->path ? f0->path : ck->path, err)))
+    bool have_arch = dc_gguf_get_str(f0, "general.architecture", &arch, &al);
+    bool deepseek = have_arch && al == 9 && !memcmp(arch, "deepseek2", 9);
+    bool qwen2 = have_arch && al == 5 && !memcmp(arch, "qwen2", 5), llama = have_arch && al == 5 && !memcmp(arch, "llama", 5);
+    const char *fname = f0->path ? f0->path : ck->path;
+    if (deepseek && (st = synth_config(ck, f0, fname, err)))
         return st;
-    return build_hf_view(ck, deepseek, err);
+    if ((qwen2 || llama) && (st = synth_config_dense(ck, f0, fname, llama, err)))
+        return st;
+    return build_hf_view(ck, deepseek || qwen2 || llama, err);
 }
 
 dc_status dc_gguf_ckpt_open(dc_ckpt *ck, const char *path, dc_err *err)

@@ -163,7 +163,8 @@ int cmd_inspect(int argc, char **argv)
                 printf("attention      GQA, %d heads, %d key/value heads, head_dim %d, %s, rope_theta %g%s\n",
                        c->n_heads, c->n_kv_heads, c->head_dim,
                        c->attn_o_bias ? "q/k/v/o biases" : c->attn_qkv_bias ? "q/k/v biases" : "no biases",
-                       c->rope_theta, c->rope_llama3 ? ", llama3 rope scaling" : "");
+                       c->rope_theta, c->rope_llama3 ? ", llama3 rope scaling"
+                                      : c->n_rope_freq_factors ? ", rope frequency divisors (GGUF rope_freqs)" : "");
                 printf("embeddings     %s\n", c->tie_word_embeddings ? "tied (lm_head = embed_tokens)" : "separate lm_head");
             } else {
                 printf("layers         %d (%d dense, %d MoE), MTP layers: %d in config, %d present\n", c->n_layers,

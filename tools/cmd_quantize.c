@@ -23,7 +23,7 @@ static const char *USAGE =
     "  --tensor-type REGEX=TYPE    tensors whose name matches REGEX get ggml type TYPE (q8_0, q4_K, f16, ...);\n"
     "                              repeatable, the first match wins (skips the file type's mixture rules)\n"
     "  --recipe deepseek           DeepSeek-aware mix: everything but the routed experts (MLA attention, shared\n"
-    "                              experts, dense MLPs, nextn) at q8_0 (~5%% of V3's weights); the experts, token\n"
+    "                              experts, dense MLPs, nextn) at q8_0 (~3%% of V3's weights); the experts, token\n"
     "                              embeddings and output.weight by TYPE. The same as --tensor-type options\n"
     "                              (listed by --dry-run), applied after any given explicitly\n"
     "  --pure                      no mixtures: every quantizable tensor gets the file type's default type\n"

@@ -255,7 +255,10 @@ static void rope_init_dense(dc_model *m)
         float e = (float)(2 * i) / (float)dim;
         m->freqs[i] = 1.0f / powf(base, e);
     }
-    if (c->rope_llama3) {
+    if (c->n_rope_freq_factors == half) { /* a llama GGUF's rope_freqs: llama.cpp divides the angle by them */
+        for (int64_t i = 0; i < half; i++)
+            m->freqs[i] /= c->rope_freq_factors[i];
+    } else if (c->rope_llama3) {
         float factor = (float)c->rope_factor, lo = (float)c->rope_low_freq_factor;
         float old_ctx = (float)c->rope_original_max_pos;
         float low_wl = (float)((double)c->rope_original_max_pos / c->rope_low_freq_factor);

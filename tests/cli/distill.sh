@@ -115,7 +115,59 @@ import json, sys
 d = json.load(open(sys.argv[1])); f = json.load(open(sys.argv[2]))
 assert d["base_topk_approx"] and 0 < d["kld_mean"] <= f["kld_mean"] * (1 + 1e-6) and d["same_top_p"] == f["same_top_p"]
 PY
+
+    # GGUF (llama.cpp's qwen2 / llama): F32 export read back gives the source's logits (llama: Q/K
+    # un-permuted; llama3 scaling through rope_freqs), from BF16 and from FP8; HF -> Q4_K_M in one pass
+    # equals F32 GGUF -> Q4_K_M; perplexity / kld read the quantized file
+    expect_rc 0 "convert $p --to gguf (dry run)" "$dc" convert "$m" "$scratch/$p.gguf" --to gguf --type f32 --dry-run
+    if [ $arch = llama ]; then
+        check "$p: plan makes rope_freqs" grep -qE "^rope_freqs.weight +make " "$scratch/stdout"
+        check "$p: plan permutes q and k" bash -c "grep -qE '^blk.0.attn_q.weight +permute ' '$scratch/stdout' && grep -qE '^blk.2.attn_k.weight +permute ' '$scratch/stdout' && grep -qE '^blk.0.attn_v.weight +convert ' '$scratch/stdout'"
+    else
+        check "$p: no output.weight (tied), q/k/v biases" bash -c "! grep -q '^output.weight' '$scratch/stdout' && grep -q '^blk.2.attn_k.bias' '$scratch/stdout'"
+    fi
+    for mdl in "$m" "$m-fp8"; do
+        expect_rc 0 "convert $(basename "$mdl") --to gguf" "$dc" convert "$mdl" "$mdl.gguf" --to gguf --type f32
+        expect_rc 0 "inspect --check the $p GGUF" "$dc" inspect "$mdl.gguf" --check --json
+        py - "$scratch/stdout" "$arch" <<'PY' && ok || bad "$p: GGUF read back as $arch"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["arch"] == sys.argv[2] and d["consistent"] and not d["missing"] and not d["unexpected"], d
+PY
+        "$dc" -q logits "$mdl" --tokens "$scratch/tok.json" --out "$scratch/a.f32" --force && "$dc" -q logits "$mdl.gguf" --tokens "$scratch/tok.json" --out "$scratch/b.f32" --force || bad "$p: logits on the GGUF"
+        py - "$scratch/a.f32" "$scratch/b.f32" "$arch" <<'PY' && ok || bad "$p: GGUF logits = source logits"
+import struct, sys
+a, b = (open(f, "rb").read() for f in sys.argv[1:3])
+if sys.argv[3] == "qwen2":
+    assert a == b, "qwen2: the F32 GGUF holds the same values: identical logits"
+else:   # rope_freqs divisors instead of the llama3 formula: float32 rounding only
+    fa, fb = (struct.unpack("<%df" % (len(x) // 4), x) for x in (a, b))
+    d = max(abs(x - y) for x, y in zip(fa, fb))
+    assert len(fa) == len(fb) and 0 < d < 1e-4, d
+PY
+    done
+    expect_rc 0 "quantize $p (HF) Q4_K_M" "$dc" quantize "$m" "$scratch/$p.q4.gguf" Q4_K_M
+    expect_rc 0 "quantize $p (F32 GGUF) Q4_K_M" "$dc" quantize "$m.gguf" "$scratch/$p.q4b.gguf" Q4_K_M
+    check "$p: HF -> Q4_K_M equals F32 GGUF -> Q4_K_M" cmp -s "$scratch/$p.q4.gguf" "$scratch/$p.q4b.gguf"
+    expect_rc 0 "kld $p vs Q4_K_M" "$dc" kld "$m" "$scratch/$p.q4.gguf" --tokens "$scratch/tok.json" --json
+    py - "$scratch/stdout" <<'PY' && ok || bad "$p: Q4_K_M kld"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert 0 < d["kld_mean"] < 0.2 and d["same_top_p"] > 50, d
+PY
+    expect_rc 0 "perplexity $p Q4_K_M" "$dc" perplexity "$scratch/$p.q4.gguf" --tokens "$scratch/tok.json" --json
+    rm -f "$m.gguf" "$m-fp8.gguf" "$scratch/$p.q4b.gguf"
 done
+# llama.cpp's qwen2 creates attn_q as {n_embd, n_embd}: heads x head_dim must equal hidden_size
+cp -r "$scratch/qwen2-tiny" "$scratch/q48"
+py - "$scratch/q48/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["head_dim"] = 48
+json.dump(c, open(sys.argv[1], "w"))
+PY
+expect_rc 6 "qwen2 GGUF with heads x head_dim != hidden" "$dc" convert "$scratch/q48" "$scratch/q48.gguf" --to gguf
+expect_stderr "llama.cpp's qwen2 needs num_attention_heads x head_dim (8 x 48) = hidden_size (256)" "qwen2 head_dim message"
+check "no GGUF left behind" [ ! -e "$scratch/q48.gguf" ]
 
 # --- bad input ----------------------------------------------------------------------------------
 expect_rc 2 "mkmodel qwen2-tiny --experts" "$dc" mkmodel "$scratch/x1" --preset qwen2-tiny --experts 4

@@ -6,6 +6,8 @@
  *   wide    tiny's metadata with rows widened to multiples of 256 (the K-quant paths proper),
  *   wide8   the same for an 8-expert v3-tiny (llama-quant.cpp's n_expert == 8 rules),
  *   dense   a synthetic 8-layer llama-architecture GGUF with GQA (the dense-model counters),
+ *   qwen2, llama  deepcast's exports of the mkmodel presets qwen2-tiny (biases, tied embeddings) and
+ *           llama-tiny (rope_freqs, permuted Q/K): the R1-distill architectures,
  * every file type deepcast writes is made by both; the outputs must have the same KVs, tensor
  * order, names, shapes and per-tensor types, and identical bytes (whole files compared). Then with
  * options (--pure, --tensor-type, --output-tensor-type, --token-embedding-type,
@@ -576,7 +578,11 @@ int main(int argc, char **argv)
                   "'%s/tiny/tokenizer_config.json' '%s/oracle/'", argv[3], S, S, S, S, S) &&
               !sh("'%s' -q convert '%s/oracle' '%s/oracle.gguf' --to gguf --type f32", dc_bin, S, S) &&
               !sh("'%s' -q mkmodel '%s/tiny8' --preset v3-tiny --experts 8", dc_bin, S) &&
-              !sh("'%s' -q convert '%s/tiny8' '%s/tiny8.gguf' --to gguf --type f32", dc_bin, S, S);
+              !sh("'%s' -q convert '%s/tiny8' '%s/tiny8.gguf' --to gguf --type f32", dc_bin, S, S) &&
+              !sh("'%s' -q mkmodel '%s/qwen2' --preset qwen2-tiny && '%s' -q convert '%s/qwen2' '%s/qwen2.gguf' --to gguf --type f32",
+                  dc_bin, S, dc_bin, S, S) &&
+              !sh("'%s' -q mkmodel '%s/llama' --preset llama-tiny && '%s' -q convert '%s/llama' '%s/llama.gguf' --to gguf --type f32",
+                  dc_bin, S, dc_bin, S, S);
     CHECK_MSG(ok, "making the input models");
     if (!ok)
         return dc_test_done();
@@ -591,7 +597,7 @@ int main(int argc, char **argv)
     CHECK(dense_model(a));
 
     /* ---- every file type, every model ---- */
-    const char *models[] = {"tiny.gguf", "oracle.gguf", "wide.gguf", "wide8.gguf", "dense.gguf"};
+    const char *models[] = {"tiny.gguf", "oracle.gguf", "wide.gguf", "wide8.gguf", "dense.gguf", "qwen2.gguf", "llama.gguf"};
     for (size_t mi = 0; mi < sizeof models / sizeof models[0]; mi++)
         for (size_t i = 0; i < sizeof FTYPES / sizeof FTYPES[0]; i++) {
             qcase c = {models[mi], FTYPES[i], FTYPE_IDS[i], NULL, NULL, NULL};

