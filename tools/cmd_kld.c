@@ -28,6 +28,8 @@ static const char *USAGE =
     "                      are used (given --tokens/--text must match). The KLD is then\n"
     "                      sum_top p_b (log p_b - log p_m) + R_b (log R_b - log R_m), R = mass\n"
     "                      outside the base's top-k ids: exact when R_b = 0, a lower bound otherwise\n"
+    "  For two MoE models with the same routing layout it also reports at how many positions the chosen\n"
+    "  expert set differs in some layer, and the mean KLD over the positions where it does not.\n"
     "  --json              print one JSON object instead of text\n"
     "  --force             overwrite an existing --save-base file\n"
     "  --threads N         OpenMP threads (results are identical for any N)\n"
@@ -60,6 +62,33 @@ static void mean_se(double sum, double sum2, int64_t n, double *mean, double *se
     double var = n ? sum2 / (double)n - *mean * *mean : 0;
     *se = n > 1 && var > 0 ? sqrt(var / (double)(n - 1)) : 0;
 }
+
+/* Routing comparison (both models MoE with the same routed layers and top-k): positions whose
+ * expert set differs in some layer, and the KL over the others. */
+typedef struct route_cmp {
+    bool on;
+    int64_t n_changed, n_stable;
+    double sum_kld_stable;
+} route_cmp;
+
+/* Whether token t's expert sets differ between a and b in some layer (as sets). */
+static bool routing_differs(const dc_routing *a, const dc_routing *b, int64_t t)
+{
+    const int K = a->top_k;
+    for (int l = 0; l < a->n_layers; l++) {
+        const int32_t *x = a->idx + ((int64_t)l * a->n_tokens + t) * K, *y = b->idx + ((int64_t)l * b->n_tokens + t) * K;
+        for (int i = 0; i < K; i++) {
+            bool found = false;
+            for (int j = 0; j < K && !found; j++)
+                found = x[i] == y[j];
+            if (!found)
+                return true;
+        }
+    }
+    return false;
+}
+
+static const route_cmp *g_route; /* for report() */
 
 static void report(const dc_kld_acc *a, bool json, const char *base_name, const char *model, bool approx, int top_k,
                    double tps, double secs)
@@ -95,6 +124,11 @@ static void report(const dc_kld_acc *a, bool json, const char *base_name, const 
             char k[16];
             snprintf(k, sizeof k, "%g", 100 * KLD_PCT[i].f);
             cJSON_AddNumberToObject(kp, k, dc_percentile_sorted(a->kld, n, KLD_PCT[i].f));
+        }
+        if (g_route && g_route->on) {
+            cJSON_AddNumberToObject(j, "n_routing_changed", (double)g_route->n_changed);
+            cJSON_AddNumberToObject(j, "kld_mean_routing_stable",
+                                    g_route->n_stable ? g_route->sum_kld_stable / (double)g_route->n_stable : 0);
         }
         cJSON_AddNumberToObject(j, "same_top_p", 100 * top);
         cJSON_AddNumberToObject(j, "same_top_p_stderr", 100 * top_se);
@@ -137,6 +171,10 @@ static void report(const dc_kld_acc *a, bool json, const char *base_name, const 
     for (size_t i = 4; i < N_KLD_PCT; i++)
         printf("%s   KLD: %10.6f\n", KLD_PCT[i].label, dc_percentile_sorted(a->kld, n, KLD_PCT[i].f));
     printf("Minimum KLD: %10.6f\n", n ? a->kld[0] : 0.0);
+    if (g_route && g_route->on)
+        printf("Routing    : expert set changed at %lld of %zu positions; mean KLD over the others %10.6f\n",
+               (long long)g_route->n_changed, n,
+               g_route->n_stable ? g_route->sum_kld_stable / (double)g_route->n_stable : 0.0);
     printf("====== Token probability statistics ======\n");
     printf("Mean    dp: %7.3f +/- %5.3f %%\n", 100 * dp, 100 * dp_se);
     printf("Maximum dp: %7.3f%%\n", n ? 100.0 * a->dp[n - 1] : 0.0);
@@ -328,6 +366,15 @@ int cmd_kld(int argc, char **argv)
         writing = true;
     }
     int K = bf_open ? (int)bf.top_k : (int)top_k;
+    /* routing comparison: two MoE models with the same routed layers and top-k */
+    route_cmp route = {0};
+    if (bm && mm) {
+        const dc_config *cb = dc_model_config(bm), *cm = dc_model_config(mm);
+        route.on = !dc_arch_dense(cb->arch) && !dc_arch_dense(cm->arch) && cb->n_experts_per_tok == cm->n_experts_per_tok &&
+                   cb->n_layers == cm->n_layers && cb->first_k_dense_replace == cm->first_k_dense_replace &&
+                   cb->first_k_dense_replace < cb->n_layers && cb->n_experts_routed == cm->n_experts_routed;
+    }
+    g_route = &route;
     int64_t cmax = ch.ctx; /* scored positions per chunk <= ctx */
     bl = bm ? dc_malloc((size_t)ch.ctx * (size_t)V * sizeof(float), &err) : NULL;
     ml = mm ? dc_malloc((size_t)ch.ctx * (size_t)V * sizeof(float), &err) : NULL;
@@ -348,11 +395,15 @@ int cmd_kld(int argc, char **argv)
         int64_t start, len, first;
         dc_chunk_range(&ch, (int64_t)n, c, &start, &len, &first);
         double t0 = dc_fwd_now();
-        if (bm && (st = dc_fwd_chunk(bm, ids, (int64_t)n, &ch, c, bl, &err))) {
+        dc_routing rb = {0}, rm = {0};
+        if (bm && (st = dc_fwd_chunk_routed(bm, ids, (int64_t)n, &ch, c, bl, route.on ? &rb : NULL, &err))) {
+            dc_routing_free(&rb);
             dc_err_prefix(&err, "%s", base);
             goto done;
         }
-        if (mm && (st = dc_fwd_chunk(mm, ids, (int64_t)n, &ch, c, ml, &err))) {
+        if (mm && (st = dc_fwd_chunk_routed(mm, ids, (int64_t)n, &ch, c, ml, route.on ? &rm : NULL, &err))) {
+            dc_routing_free(&rb);
+            dc_routing_free(&rm);
             dc_err_prefix(&err, "%s", model);
             goto done;
         }
@@ -397,7 +448,15 @@ int cmd_kld(int argc, char **argv)
                 dc_kld_add(&acc, kl[q], nb[q], nm[q], same[q] != 0);
             else
                 dc_nll_add(&acc.nll_base, nb[q]);
+            if (route.on && routing_differs(&rb, &rm, first + q))
+                route.n_changed++;
+            else if (route.on) {
+                route.n_stable++;
+                route.sum_kld_stable += kl[q];
+            }
         }
+        dc_routing_free(&rb);
+        dc_routing_free(&rm);
         pi += ns;
         secs += dc_fwd_now() - t0;
         n_fwd += len;

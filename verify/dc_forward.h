@@ -194,6 +194,10 @@ dc_status dc_fwd_input(const char *tokens_path, const char *text_path, const cha
  * dc_chunk_range). */
 dc_status dc_fwd_chunk(dc_model *m, const int32_t *tokens, int64_t n_tokens, const dc_chunking *ch, int64_t i,
                        float *logits, dc_err *err);
+/* The same, also recording the routing decisions (routing filled as by dc_forward; free it with
+ * dc_routing_free, also after a failure). */
+dc_status dc_fwd_chunk_routed(dc_model *m, const int32_t *tokens, int64_t n_tokens, const dc_chunking *ch, int64_t i,
+                              float *logits, dc_routing *routing, dc_err *err);
 
 /* Monotonic wall clock in seconds. */
 double dc_fwd_now(void);

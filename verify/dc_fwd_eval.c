@@ -647,6 +647,12 @@ dc_status dc_fwd_input(const char *tokens_path, const char *text_path, const cha
 dc_status dc_fwd_chunk(dc_model *m, const int32_t *tokens, int64_t n_tokens, const dc_chunking *ch, int64_t i,
                        float *logits, dc_err *err)
 {
+    return dc_fwd_chunk_routed(m, tokens, n_tokens, ch, i, logits, NULL, err);
+}
+
+dc_status dc_fwd_chunk_routed(dc_model *m, const int32_t *tokens, int64_t n_tokens, const dc_chunking *ch, int64_t i,
+                              float *logits, dc_routing *routing, dc_err *err)
+{
     int64_t start, len, first;
     dc_chunk_range(ch, n_tokens, i, &start, &len, &first);
     int32_t *buf = dc_malloc((size_t)len * sizeof(int32_t), err);
@@ -655,7 +661,7 @@ dc_status dc_fwd_chunk(dc_model *m, const int32_t *tokens, int64_t n_tokens, con
     memcpy(buf, tokens + start, (size_t)len * sizeof(int32_t));
     if (ch->llama_compat && ch->bos >= 0)
         buf[0] = ch->bos;
-    dc_fwd_out o = {logits, NULL, NULL};
+    dc_fwd_out o = {logits, routing, NULL};
     dc_status st = dc_forward(m, buf, len, &o, err);
     free(buf);
     if (st)
