@@ -25,7 +25,7 @@ void dc_int4_opts_init(dc_int4_opts *o)
     o->layout = DC_I4_CT;
     o->float_dtype = DC_DT_BF16;
     o->sym = -1;
-    o->scope = DC_I4_SCOPE_EXPERTS;
+    o->scope = DC_I4_SCOPE_AUTO;
     o->keep = DC_I4_KEEP_AUTO;
     o->clip = true;
 }
@@ -461,6 +461,8 @@ static dc_status build_plan(const dc_ckpt *ck, const dc_int4_opts *o, const dc_i
                             dc_int4_stats *stats, dc_err *err)
 {
     const dc_config *c = &ck->cfg;
+    const dc_i4_scope scope = o->scope != DC_I4_SCOPE_AUTO ? o->scope
+                              : dc_arch_dense(c->arch) ? DC_I4_SCOPE_ALL : DC_I4_SCOPE_EXPERTS;
     const dc_tensor **ord = malloc((ck->n_tensors + 1) * sizeof *ord);
     p->w = dc_stw_new();
     if (!ord || !p->w) {
@@ -535,7 +537,7 @@ static dc_status build_plan(const dc_ckpt *ck, const dc_int4_opts *o, const dc_i
             }
         } else {
             bool floaty = virt || fp8 || t->dtype == DC_DT_BF16 || t->dtype == DC_DT_F16 || t->dtype == DC_DT_F32;
-            if (proj && cat >= 0 && in_scope(o->scope, cat) && floaty) {
+            if (proj && cat >= 0 && in_scope(scope, cat) && floaty) {
                 if ((st = plan_i4(p, ck, o, im, it, t->name, stats, err)))
                     break;
                 it = &p->items[p->n_items - 1];
@@ -596,8 +598,8 @@ static dc_status build_plan(const dc_ckpt *ck, const dc_int4_opts *o, const dc_i
         return st;
     if (p->layout != DC_I4_NONE && stats->n_quantized == 0)
         return dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: --scope %s selects no projection of this model%s", ck->path,
-                          o->scope == DC_I4_SCOPE_EXPERTS ? "experts" : o->scope == DC_I4_SCOPE_MLP ? "mlp" : "all",
-                          o->scope == DC_I4_SCOPE_EXPERTS ? " (it has no routed experts; try --scope mlp or all)" : "");
+                          scope == DC_I4_SCOPE_EXPERTS ? "experts" : scope == DC_I4_SCOPE_MLP ? "mlp" : "all",
+                          scope == DC_I4_SCOPE_EXPERTS ? " (it has no routed experts; try --scope mlp or all)" : "");
     for (int k = 0; k < CAT_N; k++)
         if (p->storage[k] & (p->storage[k] - 1))
             return dc_err_set(err, DC_ERR_UNSUPPORTED,

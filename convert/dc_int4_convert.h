@@ -33,7 +33,8 @@
 #include "dc_int4.h"
 #include <stdio.h>
 
-typedef enum dc_i4_scope { DC_I4_SCOPE_EXPERTS = 0, DC_I4_SCOPE_MLP, DC_I4_SCOPE_ALL } dc_i4_scope;
+/* AUTO: the routed experts of a MoE model, every projection of a dense one (qwen2 / llama) */
+typedef enum dc_i4_scope { DC_I4_SCOPE_EXPERTS = 0, DC_I4_SCOPE_MLP, DC_I4_SCOPE_ALL, DC_I4_SCOPE_AUTO } dc_i4_scope;
 typedef enum dc_i4_keep { DC_I4_KEEP_AUTO = 0, DC_I4_KEEP_FP8, DC_I4_KEEP_BF16 } dc_i4_keep;
 typedef enum dc_i4_runtime { DC_I4_RT_NONE = 0, DC_I4_RT_VLLM, DC_I4_RT_SGLANG } dc_i4_runtime;
 

@@ -156,6 +156,38 @@ d = json.load(open(sys.argv[1]))
 assert 0 < d["kld_mean"] < 0.2 and d["same_top_p"] > 50, d
 PY
     expect_rc 0 "perplexity $p Q4_K_M" "$dc" perplexity "$scratch/$p.q4.gguf" --tokens "$scratch/tok.json" --json
+
+    # 4-bit layouts (docs/int4.md): a dense model's default scope is every projection
+    for lay in w4a16 gptq; do
+        expect_rc 0 "convert $p --to $lay" "$dc" convert "$m" "$scratch/$p-$lay" --to $lay
+        expect_rc 0 "inspect --check $p $lay" "$dc" inspect "$scratch/$p-$lay" --check --json
+        py - "$scratch/stdout" "$lay" "$scratch/$p-$lay" <<'PY' && ok || bad "$p: $lay tensor set"
+import glob, json, struct, sys
+d = json.load(open(sys.argv[1])); lay = sys.argv[2]
+assert d["consistent"] and not d["missing"] and not d["unexpected"], d
+names = set()
+for f in glob.glob(sys.argv[3] + "/*.safetensors"):   # the stored tensors (inspect shows the dequantized view)
+    b = open(f, "rb").read(8 + struct.unpack("<Q", open(f, "rb").read(8))[0])
+    names |= set(json.loads(b[8:])) - {"__metadata__"}
+packed = "weight_packed" if lay == "w4a16" else "qweight"
+for proj in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"):
+    assert "model.layers.2.%s.%s" % (proj, packed) in names, (proj, sorted(names)[:20])
+PY
+        expect_rc 0 "kld $p vs $lay" "$dc" kld "$m" "$scratch/$p-$lay" --tokens "$scratch/tok.json" --json
+        py - "$scratch/stdout" <<'PY' && ok || bad "$p: $lay kld"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert 0 < d["kld_mean"] < 0.5 and d["same_top_p"] > 40, d
+PY
+        expect_rc 0 "$p $lay --to bf16" "$dc" convert "$scratch/$p-$lay" "$scratch/$p-$lay-bf16" --to bf16
+        expect_rc 0 "kld $lay vs its bf16 dequantization" "$dc" kld "$scratch/$p-$lay" "$scratch/$p-$lay-bf16" --tokens "$scratch/tok.json" --json
+        py - "$scratch/stdout" <<'PY' && ok || bad "$p: $lay dequantized to bf16"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["kld_mean"] < 1e-3 and d["same_top_p"] > 95, d    # bf16 rounding of the 4-bit values only
+PY
+        rm -rf "$scratch/$p-$lay" "$scratch/$p-$lay-bf16"
+    done
     rm -f "$m.gguf" "$m-fp8.gguf" "$scratch/$p.q4b.gguf"
 done
 # llama.cpp's qwen2 creates attn_q as {n_embd, n_embd}: heads x head_dim must equal hidden_size
