@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "dc_gguf_export.h"
+#include "dc_experts.h"
 #include "dc_float.h"
 #include "dc_ggml.h"
 #include "dc_gguf.h"
@@ -79,6 +80,7 @@ typedef struct item {
     kind kind;
     dc_weight w;        /* DIRECT, KB, VB: the source */
     dc_weight *ew;      /* STACK: one per expert */
+    dc_expert_slot *slots; /* STACK from fused experts: the views ew[] point into (never moved) */
     int64_t n_e;
     const char *src;    /* source name, for the plan */
     dc_dtype src_dt;
@@ -106,6 +108,7 @@ static void plan_free(plan *p)
 {
     for (size_t i = 0; i < p->n; i++) {
         free(p->items[i].ew);
+        free(p->items[i].slots);
         free(p->items[i].vals);
     }
     free(p->items);
@@ -275,6 +278,51 @@ static dc_status build_plan(const dc_ckpt *ck, const dc_gguf_export_opts *o, pla
         const dc_tensor *t = ck->tensors[i];
         s->n_tensors_in++;
         s->bytes_in += t->nbytes;
+        int fl, fwhich;
+        bool fscale;
+        if (dc_fused_expert_name(t->name, &fl, &fwhich, &fscale)) {
+            /* fused experts (reshard --merge-experts): gate_up_proj gives ffn_gate_exps and
+             * ffn_up_exps, down_proj ffn_down_exps; each expert read through its 2-D view */
+            if (fscale)
+                continue;
+            if (fl < 0 || fl >= n_all || (fl >= c->n_layers && !keep_mtp))
+                continue; /* a dropped MTP layer; outside the config: reported by the checks below */
+            for (int k = fwhich ? 2 : 0; k < (fwhich ? 3 : 2) && !st; k++) {
+                if (exp_item[fl * 3 + k]) {
+                    st = dc_err_set(err, DC_ERR_MODEL, "%s: layer %d has both fused and per-expert routed experts",
+                                    dc_ckpt_file_name(ck, t), fl);
+                    break;
+                }
+                item *it = new_item(p, err);
+                if (!it) {
+                    st = DC_ERR_NOMEM;
+                    break;
+                }
+                it->kind = K_STACK;
+                it->n_e = c->n_experts_routed;
+                it->ew = calloc((size_t)it->n_e, sizeof *it->ew);
+                it->slots = calloc((size_t)it->n_e, sizeof *it->slots);
+                if (!it->ew || !it->slots) {
+                    st = dc_err_set(err, DC_ERR_NOMEM, "out of memory");
+                    break;
+                }
+                static const char *NM[3] = {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
+                static const dc_role RL[3] = {DC_ROLE_EXP_GATE, DC_ROLE_EXP_UP, DC_ROLE_EXP_DOWN};
+                snprintf(it->name, sizeof it->name, "blk.%d.%s.weight", fl, NM[k]);
+                it->order_layer = fl;
+                it->order_role = role_rank(RL[k]);
+                exp_item[fl * 3 + k] = p->n;
+                for (int64_t e = 0; e < it->n_e && !st; e++) {
+                    st = dc_expert_weight_into(ck, fl, (int)e, k == 0 ? DC_EXPERT_GATE : k == 1 ? DC_EXPERT_UP : DC_EXPERT_DOWN,
+                                               &it->slots[e], err);
+                    if (!st)
+                        it->ew[e] = it->slots[e].w;
+                }
+            }
+            if (st)
+                break;
+            continue;
+        }
         dc_name_info ni;
         bool known = dc_name_parse(c, t->name, &ni);
         if (known && ni.is_scale)
@@ -298,6 +346,11 @@ static dc_status build_plan(const dc_ckpt *ck, const dc_gguf_export_opts *o, pla
                 break;
             }
             item *it = exp_item[ni.layer * 3 + k] ? &p->items[exp_item[ni.layer * 3 + k] - 1] : NULL;
+            if (it && it->slots) {
+                st = dc_err_set(err, DC_ERR_MODEL, "%s: layer %d has both fused and per-expert routed experts",
+                                dc_ckpt_file_name(ck, t), ni.layer);
+                break;
+            }
             if (!it) {
                 if (!(it = new_item(p, err))) {
                     st = DC_ERR_NOMEM;

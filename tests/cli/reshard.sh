@@ -145,6 +145,16 @@ PY
     expect_rc 0 "$v --split-experts" "$dc" reshard "$scratch/$v-m" "$scratch/$v-s" --split-experts
     check "$v merge/split round trip is bit-identical" diff <(h "$in") <(h "$scratch/$v-s")
     expect_rc 0 "$v split output passes inspect --check" "$dc" inspect "$scratch/$v-s" --check --no-tensors
+    # the fused layout converts to GGUF (and quantizes) like the per-expert one: the same tensors
+    if [ $v != tiny ]; then
+        expect_rc 0 "$v fused -> gguf" "$dc" convert "$scratch/$v-m" "$scratch/$v-m.gguf" --to gguf --type q8_0
+        expect_rc 0 "$v per-expert -> gguf" "$dc" convert "$in" "$scratch/$v.gguf" --to gguf --type q8_0
+        check "$v: GGUF from fused experts has the same tensors" diff <(h "$scratch/$v-m.gguf") <(h "$scratch/$v.gguf")
+        expect_rc 0 "$v fused -> Q4_K_M" "$dc" quantize "$scratch/$v-m" "$scratch/$v-m.q4.gguf" Q4_K_M
+        expect_rc 0 "$v per-expert -> Q4_K_M" "$dc" quantize "$in" "$scratch/$v.q4.gguf" Q4_K_M
+        check "$v: Q4_K_M from fused experts has the same tensors" diff <(h "$scratch/$v-m.q4.gguf") <(h "$scratch/$v.q4.gguf")
+        rm -f "$scratch/$v-m.gguf" "$scratch/$v.gguf" "$scratch/$v-m.q4.gguf" "$scratch/$v.q4.gguf"
+    fi
 
     # ---- re-shard by size
     expect_rc 0 "$v --max-shard-size 2MB" "$dc" reshard "$in" "$scratch/$v-sh" --max-shard-size 2MB
