@@ -150,6 +150,10 @@ struct dc_model {
     int64_t KVH, hd;    /* dense archs: key/value heads, head dim */
     float eps;          /* RMSNorm epsilon: 1e-6 for DeepSeek (model.py), rms_norm_eps otherwise */
     mat embed;          /* model.embed_tokens.weight  [V, D] (rows looked up, never cached) */
+    int n_mtp;          /* 1 when the MTP layer is loaded (opts.mtp): layers[n_layers] is its block */
+    mat mtp_eh;         /* eh_proj [D, 2D] */
+    mat mtp_embed;      /* its embed_tokens [V, D] */
+    float *mtp_enorm, *mtp_hnorm; /* [D] */
     mat head;           /* lm_head.weight             [V, D] (embed when tied) */
     float *final_norm;  /* model.norm.weight          [D] */
     layer *layers;
@@ -208,7 +212,7 @@ void dc_model_free(dc_model *m)
 {
     if (!m)
         return;
-    for (int i = 0; m->layers && i < m->n_layers; i++) {
+    for (int i = 0; m->layers && i < m->n_layers + m->n_mtp; i++) {
         layer *l = &m->layers[i];
         free(l->attn_norm); free(l->ffn_norm); free(l->q_a_norm); free(l->kv_a_norm); free(l->router_bias);
         free(l->bq); free(l->bk); free(l->bv); free(l->bo); mat_free(&l->wk); mat_free(&l->wv);
@@ -222,6 +226,10 @@ void dc_model_free(dc_model *m)
     free(m->layers);
     mat_free(&m->head);
     mat_free(&m->embed);
+    mat_free(&m->mtp_eh);
+    mat_free(&m->mtp_embed);
+    free(m->mtp_enorm);
+    free(m->mtp_hnorm);
     free(m->final_norm);
     free(m->moe_layers);
     free(m->freqs);
@@ -359,6 +367,14 @@ static mat *slot_for(dc_model *m, const dc_name_info *ni, float ***vec)
         default: return NULL;
         }
     }
+    switch (ni->role) {
+    case DC_ROLE_MTP_EH_PROJ: return &m->mtp_eh;
+    case DC_ROLE_MTP_EMBED: return &m->mtp_embed;
+    case DC_ROLE_MTP_ENORM: *vec = &m->mtp_enorm; return NULL;
+    case DC_ROLE_MTP_HNORM: *vec = &m->mtp_hnorm; return NULL;
+    case DC_ROLE_MTP_HEAD: case DC_ROLE_MTP_HEAD_NORM: return NULL; /* only the routing is used */
+    default: break;
+    }
     layer *l = &m->layers[ni->layer];
     switch (ni->role) {
     case DC_ROLE_ATTN_NORM: *vec = &l->attn_norm; return NULL;
@@ -439,13 +455,23 @@ dc_status dc_model_load(const dc_ckpt *ck, const dc_fwd_opts *opts, dc_model **o
     dc_expect *ex = NULL;
     size_t n_ex = 0;
 
-    m->layers = dc_calloc((size_t)m->n_layers, sizeof *m->layers, err);
-    m->moe_layers = dc_calloc((size_t)m->n_layers, sizeof *m->moe_layers, err);
+    if (m->opts.mtp && !m->dense && c->n_mtp_layers >= 1) {
+        char nm[96];
+        snprintf(nm, sizeof nm, "model.layers.%d.eh_proj.weight", c->n_layers);
+        if (c->n_mtp_layers > 1) {
+            st = dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: %d MTP layers; deepcast runs one (DeepSeek-V3's layout)", ck->path,
+                            c->n_mtp_layers);
+            goto fail;
+        }
+        m->n_mtp = dc_ckpt_find(ck, nm) || dc_ckpt_layer_has_fused_experts(ck, c->n_layers) ? 1 : 0;
+    }
+    m->layers = dc_calloc((size_t)(m->n_layers + m->n_mtp), sizeof *m->layers, err);
+    m->moe_layers = dc_calloc((size_t)(m->n_layers + m->n_mtp), sizeof *m->moe_layers, err);
     if (!m->layers || !m->moe_layers) {
         st = DC_ERR_NOMEM;
         goto fail;
     }
-    for (int i = 0; i < m->n_layers; i++) {
+    for (int i = 0; i < m->n_layers + m->n_mtp; i++) {
         layer *l = &m->layers[i];
         l->moe = dc_config_layer_is_moe(c, i);
         if (l->moe) {
@@ -470,7 +496,8 @@ dc_status dc_model_load(const dc_ckpt *ck, const dc_fwd_opts *opts, dc_model **o
         goto fail;
     for (size_t i = 0; i < n_ex; i++) {
         const dc_expect *e = &ex[i];
-        if (e->info.is_mtp)
+        if (e->info.is_mtp && (!m->n_mtp || e->info.layer != m->n_layers || e->info.role == DC_ROLE_MTP_HEAD ||
+                               e->info.role == DC_ROLE_MTP_HEAD_NORM))
             continue;
         if ((e->info.role == DC_ROLE_EXP_GATE || e->info.role == DC_ROLE_EXP_UP || e->info.role == DC_ROLE_EXP_DOWN) &&
             !dc_ckpt_find(ck, e->name) && dc_ckpt_layer_has_fused_experts(ck, e->info.layer)) {
@@ -532,7 +559,7 @@ dc_status dc_model_load(const dc_ckpt *ck, const dc_fwd_opts *opts, dc_model **o
     }
     /* The oracle's rule: a router bias is used iff the checkpoint has one (even when topk_method
      * does not ask for it). */
-    for (int i = 0; i < m->n_layers; i++) {
+    for (int i = 0; i < m->n_layers + m->n_mtp; i++) {
         layer *l = &m->layers[i];
         if (l->moe && !l->router_bias) {
             char name[128];
@@ -1206,6 +1233,60 @@ void dc_routing_free(dc_routing *r)
     memset(r, 0, sizeof *r);
 }
 
+/* The MTP module (DeepSeek-V3 technical report 2.2; vLLM's / SGLang's DeepSeek MTP layers): at
+ * position i < n-1 it combines the main model's final (normed) hidden state h_i, found in w->xn, with
+ * the embedding of token i+1: x = eh_proj([enorm(emb(t_{i+1})); hnorm(h_i)]), then one transformer
+ * block (MLA + MoE) over positions 0..n-2. Only its routing is recorded (the last routed layer of rt;
+ * token n-1 gets ids -1); its head is not evaluated. */
+static dc_status mtp_block(dc_model *m, const int32_t *tokens, int64_t n, ws *w, dc_routing *rt, dc_err *err)
+{
+    const int64_t D = m->D, K = m->K, n2 = n - 1;
+    const int slot = m->n_moe - 1;
+    layer *l = &m->layers[m->n_layers];
+    int32_t *ridx = rt->idx + (int64_t)slot * n * K;
+    float *rw = rt->w + (int64_t)slot * n * K;
+    for (int64_t k = 0; k < n * K; k++) {
+        ridx[k] = -1;
+        rw[k] = 0;
+    }
+    if (n2 < 1 || !l->moe)
+        return DC_OK;
+    float *cat = dc_malloc((size_t)(n2 * 2 * D) * sizeof *cat, err), *e = dc_malloc((size_t)D * sizeof *e, err);
+    if (!cat || !e) {
+        free(cat);
+        free(e);
+        return DC_ERR_NOMEM;
+    }
+    const mat *emb = m->mtp_embed.w.t ? &m->mtp_embed : &m->embed;
+    dc_status st = DC_OK;
+    for (int64_t i = 0; i < n2 && !st; i++) {
+        st = dc_weight_rows(&emb->w, tokens[i + 1], 1, e, m->opts.deq_mode, err);
+        if (!st) {
+            rmsnorm(e, D, m->mtp_enorm, 1, D, cat + i * 2 * D, 2 * D, m->eps);
+            rmsnorm(w->xn + i * D, D, m->mtp_hnorm, 1, D, cat + i * 2 * D + D, 2 * D, m->eps);
+        }
+    }
+    free(e);
+    if (!st)
+        st = matmul(m, &m->mtp_eh, cat, n2, w->x, err);
+    free(cat);
+    if (st)
+        return st;
+    rmsnorm(w->x, D, l->attn_norm, n2, D, w->xn, D, m->eps);
+    if ((st = attention(m, l, w, n2, err)))
+        goto fail;
+    add_inplace(w->x, w->f, n2 * D);
+    rmsnorm(w->x, D, l->ffn_norm, n2, D, w->xn, D, m->eps);
+    if ((st = moe(m, l, w, n2, err)))
+        goto fail;
+    memcpy(ridx, w->ridx, (size_t)(n2 * K) * sizeof(int32_t));
+    memcpy(rw, w->rw, (size_t)(n2 * K) * sizeof(float));
+    return DC_OK;
+fail:
+    dc_err_prefix(err, "MTP layer %d", m->n_layers);
+    return st;
+}
+
 dc_status dc_forward(dc_model *m, const int32_t *tokens, int64_t n, dc_fwd_out *out, dc_err *err)
 {
     if (n <= 0)
@@ -1299,8 +1380,10 @@ dc_status dc_forward(dc_model *m, const int32_t *tokens, int64_t n, dc_fwd_out *
     rmsnorm(w.x, D, m->final_norm, n, D, w.xn, D, m->eps);
     if (hid)
         memcpy(hid + (int64_t)(m->n_layers + 1) * stage, w.xn, (size_t)stage * sizeof(float));
-    if (out && out->logits)
-        st = matmul(m, &m->head, w.xn, n, out->logits, err);
+    if (out && out->logits && (st = matmul(m, &m->head, w.xn, n, out->logits, err)))
+        goto done;
+    if (m->n_mtp && rt)
+        st = mtp_block(m, tokens, n, &w, rt, err);
 done:
     ws_free(&w);
     if (st && rt)

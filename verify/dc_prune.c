@@ -19,6 +19,7 @@ void dc_prune_opts_init(dc_prune_opts *o)
 
 typedef struct selection {
     int n_moe, E, K;
+    int mtp_layer;      /* the MTP layer's index when it is evaluated (and pruned), else -1 */
     const int *layers;  /* [n_moe] layer index (the model's list) */
     double *freq, *wsum; /* [n_moe][E] routing statistics */
     int32_t *newid;     /* [n_moe][E] new index, -1 if removed */
@@ -60,6 +61,8 @@ static dc_status calibrate(dc_model *m, const int32_t *ids, int64_t n, int64_t c
                 for (int k = 0; k < rt.top_k; k++) {
                     size_t at = ((size_t)l * (size_t)rt.n_tokens + (size_t)t) * (size_t)rt.top_k + (size_t)k;
                     int32_t e = rt.idx[at];
+                    if (e < 0)
+                        continue; /* the MTP layer at the last token */
                     s->freq[(size_t)l * s->E + e] += 1;
                     s->wsum[(size_t)l * s->E + e] += rt.w[at];
                 }
@@ -209,7 +212,7 @@ static dc_status edit_config(cJSON *root, void *ctx, dc_err *err)
 {
     const selection *s = ctx;
     dc_json_set_number(root, "n_routed_experts", s->K);
-    if (cJSON_GetObjectItemCaseSensitive(root, "num_nextn_predict_layers"))
+    if (s->mtp_layer < 0 && cJSON_GetObjectItemCaseSensitive(root, "num_nextn_predict_layers"))
         dc_json_set_number(root, "num_nextn_predict_layers", 0);
     (void)err;
     return DC_OK;
@@ -299,8 +302,8 @@ static dc_status write_variant(const dc_ckpt *ck, const selection *s, bool merge
         const dc_tensor *t = ord[i];
         dc_name_info info;
         bool known = dc_name_parse(c, t->name, &info);
-        if (known && info.is_mtp)
-            continue; /* MTP layers are not evaluated, so they cannot be pruned: dropped */
+        if (known && info.is_mtp && info.layer != s->mtp_layer)
+            continue; /* an MTP layer that was not evaluated cannot be pruned: dropped */
         int slot = known ? moe_slot(s, info.layer) : -1;
         pitem *it = &items[ni];
         it->src = t;
@@ -466,14 +469,18 @@ dc_status dc_prune_experts(const char *in, const char *out, const dc_prune_opts 
     int32_t *ids = NULL;
     size_t n = 0;
     selection s = {0};
+    s.mtp_layer = -1;
     dc_outdir od = {0}, dd = {0};
-    dc_status st = dc_fwd_open(in, &o->fwd, &ck, &m, err);
+    dc_fwd_opts fo = o->fwd;
+    fo.mtp = true; /* the MTP layer's routing is recorded too, so it is pruned and kept */
+    dc_status st = dc_fwd_open(in, &fo, &ck, &m, err);
     if (st)
         return st;
     const dc_config *c = &ck->cfg;
     s.E = c->n_experts_routed;
     s.K = o->keep;
     s.n_moe = dc_model_moe_layers(m, &s.layers);
+    s.mtp_layer = s.n_moe > 0 && s.layers[s.n_moe - 1] >= c->n_layers ? s.layers[s.n_moe - 1] : -1;
     if (!dc_is_dir(in)) {
         st = dc_err_set(err, DC_ERR_USAGE, "%s: prune-experts needs a checkpoint directory", in);
         goto done;
@@ -552,8 +559,12 @@ dc_status dc_prune_experts(const char *in, const char *out, const dc_prune_opts 
             }
             fprintf(log, "\n");
         }
-        fprintf(log, "  kept routing weight: %.1f%%; MTP layers are dropped (not evaluated, so not prunable)\n",
-                100 * rep->kept_mass);
+        if (s.mtp_layer >= 0)
+            fprintf(log, "  kept routing weight: %.1f%%; the MTP layer (%d) is pruned by its own routing statistics and kept\n",
+                    100 * rep->kept_mass, s.mtp_layer);
+        else
+            fprintf(log, "  kept routing weight: %.1f%%; %s\n", 100 * rep->kept_mass,
+                    c->n_mtp_layers ? "MTP layers are dropped (not in the checkpoint, or not evaluated)" : "no MTP layer");
     }
     if (o->save_holdout) {
         size_t cap = (size_t)n_hold * 12 + 4, len = 0;

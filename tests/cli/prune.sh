@@ -15,11 +15,14 @@ for v in v3-fp8 v3-bf16 v2lite; do
             --save-holdout "$scratch/hold.json" --json $flag
         cp "$scratch/stdout" "$scratch/report.json"
         expect_rc 0 "inspect --check pruned $v $mode" "$dc" inspect "$out" --check --json --no-tensors
-        py_ok=$(python3 - "$scratch/stdout" "$out/config.json" $keep <<'PY'
+        # the MTP layer (V3) is kept, its experts pruned by its own routing statistics
+        py_ok=$(python3 - "$scratch/stdout" "$out/config.json" $keep "$O/$v/config.json" <<'PY'
 import json, sys
 d, c, k = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), int(sys.argv[3])
+n_mtp = json.load(open(sys.argv[4])).get("num_nextn_predict_layers", 0)
 assert d["n_experts_routed"] == k and c["n_routed_experts"] == k
-assert c.get("num_nextn_predict_layers", 0) == 0 and d["mtp_layers_present"] == 0
+assert c.get("num_nextn_predict_layers", 0) == n_mtp and d["mtp_layers_present"] == n_mtp, (n_mtp, d["mtp_layers_present"])
+assert d["consistent"] and not d["missing"] and not d["unexpected"]
 print("ok")
 PY
 )
@@ -62,6 +65,14 @@ for new, old in enumerate(kept):
 bias_p, bias_o = p["model.layers.1.mlp.gate.e_score_correction_bias"], o["model.layers.1.mlp.gate.e_score_correction_bias"]
 assert bias_p == b"".join(bias_o[4*k:4*k+4] for k in kept)
 assert p["model.layers.0.self_attn.o_proj.weight"] == o["model.layers.0.self_attn.o_proj.weight"]
+# the MTP layer (3): its kept experts too, and its own tensors copied
+router = p["model.layers.3.mlp.gate.weight"]; orig = o["model.layers.3.mlp.gate.weight"]
+kept3 = [orig.index(router[i*row:(i+1)*row]) // row for i in range(8)]
+assert kept3 == sorted(kept3) and [k // 4 for k in kept3] == [0, 0, 1, 1, 2, 2, 3, 3], kept3   # 2 per group of 4
+for new, old in enumerate(kept3):
+    assert p[f"model.layers.3.mlp.experts.{new}.down_proj.weight"] == o[f"model.layers.3.mlp.experts.{old}.down_proj.weight"]
+for t in ("eh_proj.weight", "enorm.weight", "hnorm.weight", "shared_head.head.weight"):
+    assert p["model.layers.3." + t] == o["model.layers.3." + t], t
 PY
 # thread count does not change a byte
 "$dc" prune-experts "$O/v3-fp8" "$scratch/t1" --keep 8 --tokens "$G/v3-fp8/gen200.tokens.json" --merge --threads 1 >/dev/null
