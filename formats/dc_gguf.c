@@ -1342,6 +1342,28 @@ static double f32_decimal(float f)
     return (double)f;
 }
 
+static const dc_tensor *find_ft(const dc_gguf_model *m, const char *name)
+{
+    for (size_t i = 0; i < m->n_ft; i++)
+        if (!strcmp(m->ft[i].name, name))
+            return &m->ft[i];
+    return NULL;
+}
+
+/* The vocabulary size: the key, else the number of tokenizer tokens, else token_embd's rows (0 if
+ * none of these). */
+static uint32_t gguf_vocab(const dc_gguf_file *f, const dc_gguf_model *m, const char *key)
+{
+    uint32_t v = 0;
+    if (dc_gguf_get_u32(f, key, &v))
+        return v;
+    const dc_gguf_kv *tk = dc_gguf_find(f, "tokenizer.ggml.tokens");
+    if (tk && tk->n <= UINT32_MAX && tk->n > 0)
+        return (uint32_t)tk->n;
+    const dc_tensor *emb = find_ft(m, "token_embd.weight");
+    return emb && emb->ndim == 2 && emb->shape[0] <= UINT32_MAX ? (uint32_t)emb->shape[0] : 0;
+}
+
 /* Synthesizes config.json text from the deepseek2.* keys and parses it with dc_config_parse,
  * which applies the same checks as to a real config.json. */
 static dc_status synth_config(dc_ckpt *ck, const dc_gguf_file *f, const char *fname, dc_err *err)
@@ -1400,14 +1422,7 @@ static dc_status synth_config(dc_ckpt *ck, const dc_gguf_file *f, const char *fn
     dc_gguf_get_f32(f, K("attention.layer_norm_rms_epsilon"), &eps);
     dc_gguf_get_f32(f, K("rope.freq_base"), &theta);
     dc_gguf_get_u32(f, K("context_length"), &ctx);
-    if (!dc_gguf_get_u32(f, K("vocab_size"), &vocab)) {
-        const dc_gguf_kv *tk = dc_gguf_find(f, "tokenizer.ggml.tokens");
-        if (tk && tk->n <= UINT32_MAX)
-            vocab = (uint32_t)tk->n;
-    }
-    for (size_t i = 0; i < m->n_ft && !vocab; i++) /* else the embedding's rows */
-        if (!strcmp(m->ft[i].name, "token_embd.weight") && m->ft[i].ndim == 2 && m->ft[i].shape[0] <= UINT32_MAX)
-            vocab = (uint32_t)m->ft[i].shape[0];
+    vocab = gguf_vocab(f, m, K("vocab_size"));
     const char *rt;
     uint64_t rtl;
     if (dc_gguf_get_str(f, K("rope.scaling.type"), &rt, &rtl) && rtl == 4 && !memcmp(rt, "yarn", 4)) {
@@ -1514,14 +1529,6 @@ static dc_status synth_config(dc_ckpt *ck, const dc_gguf_file *f, const char *fn
     return st;
 }
 
-static const dc_tensor *find_ft(const dc_gguf_model *m, const char *name)
-{
-    for (size_t i = 0; i < m->n_ft; i++)
-        if (!strcmp(m->ft[i].name, name))
-            return &m->ft[i];
-    return NULL;
-}
-
 /* qwen2 / llama: config.json from the {arch}.* keys (conversion/base.py TextModel.set_gguf_parameters,
  * llama.py), checked by dc_config_parse; a llama rope_freqs tensor becomes cfg.rope_freq_factors. */
 static dc_status synth_config_dense(dc_ckpt *ck, const dc_gguf_file *f, const char *fname, bool llama, dc_err *err)
@@ -1560,14 +1567,7 @@ static dc_status synth_config_dense(dc_ckpt *ck, const dc_gguf_file *f, const ch
         return dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: %s.rope.scaling.type %.*s (deepcast reads llama3 scaling as a "
                           "rope_freqs tensor, no other scaling)", fname, an, (int)(rtl < 64 ? rtl : 64), rt);
 #undef K
-    if (!dc_gguf_get_u32(f, llama ? "llama.vocab_size" : "qwen2.vocab_size", &vocab)) {
-        const dc_gguf_kv *tk = dc_gguf_find(f, "tokenizer.ggml.tokens");
-        if (tk && tk->n <= UINT32_MAX)
-            vocab = (uint32_t)tk->n;
-    }
-    const dc_tensor *emb = find_ft(m, "token_embd.weight");
-    if (!vocab && emb && emb->ndim == 2 && emb->shape[0] <= UINT32_MAX)
-        vocab = (uint32_t)emb->shape[0];
+    vocab = gguf_vocab(f, m, llama ? "llama.vocab_size" : "qwen2.vocab_size");
     bool have_bos = dc_gguf_get_u32(f, "tokenizer.ggml.bos_token_id", &bos);
     bool have_eos = dc_gguf_get_u32(f, "tokenizer.ggml.eos_token_id", &eos);
     bool tied = !find_ft(m, "output.weight");

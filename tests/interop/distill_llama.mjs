@@ -22,61 +22,18 @@
 import {execFileSync} from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
+import {checker, compare, fmt, loadNodeLlamaCpp, readF32} from "./lib.mjs";
 
 const [dc, npmDir, scratch] = process.argv.slice(2);
 if (!dc || !npmDir || !scratch) {
     console.error("usage: node distill_llama.mjs DEEPCAST DISTILL_NPM_DIR SCRATCH_DIR");
     process.exit(2);
 }
-let nlc;
-try {
-    nlc = await import("node-llama-cpp");
-} catch (e) {
-    console.log(`SKIP: node-llama-cpp is not installed here (${e.code ?? e.message})`);
-    process.exit(77);
-}
-const {getLlama, LlamaLogLevel, readGgufFileInfo} = nlc;
-
-let passed = 0, failed = 0;
-function check(ok, what) {
-    if (ok) passed++;
-    else failed++;
-    console.log(`${ok ? "ok  " : "FAIL"} ${what}`);
-}
+const {getLlama, LlamaLogLevel, readGgufFileInfo} = await loadNodeLlamaCpp();
+const {check, finish} = checker();
 function run(args) {
     return execFileSync(dc, ["-q", ...args], {encoding: "utf8", maxBuffer: 1 << 28});
 }
-function readF32(file) {
-    const b = fs.readFileSync(file);
-    return new Float32Array(b.buffer, b.byteOffset, b.length / 4);
-}
-function logSoftmax(row) {
-    let m = -Infinity;
-    for (const x of row) m = Math.max(m, x);
-    let s = 0;
-    for (const x of row) s += Math.exp(x - m);
-    const l = m + Math.log(s);
-    return Float64Array.from(row, x => x - l);
-}
-// a, b: flat logits [L][V]. all: max |log p_a - log p_b| over every position and token; kl: mean
-// KL(a || b); top: fraction of positions with the same argmax.
-function compare(a, b, V, L) {
-    let all = 0, kl = 0, top = 0;
-    for (let i = 0; i < L; i++) {
-        const la = logSoftmax(a.subarray(i * V, (i + 1) * V)), lb = logSoftmax(b.subarray(i * V, (i + 1) * V));
-        let ta = 0, tb = 0, k = 0;
-        for (let j = 0; j < V; j++) {
-            all = Math.max(all, Math.abs(la[j] - lb[j]));
-            k += Math.exp(la[j]) * (la[j] - lb[j]);
-            if (la[j] > la[ta]) ta = j;
-            if (lb[j] > lb[tb]) tb = j;
-        }
-        kl += k;
-        top += ta === tb;
-    }
-    return {all, kl: kl / L, top: top / L};
-}
-const fmt = r => `max |d log p| ${r.all.toExponential(2)}, KL ${r.kl.toExponential(2)}, top-1 ${(100 * r.top).toFixed(1)}%`;
 
 fs.rmSync(scratch, {recursive: true, force: true});
 fs.mkdirSync(scratch, {recursive: true});
@@ -138,9 +95,9 @@ for (const preset of ["qwen2-tiny", "llama-tiny"]) {
             continue;
         }
         check(r.V === V, `${label}: llama.cpp vocabulary ${r.V} == ${V}`);
-        const lc = compare(ref, r.logits, V, toks.length);
+        const lc = compare(ref, r.logits, V, toks);
         check(lc.all < 1e-3, `${label}: llama.cpp on the F32 GGUF vs deepcast on the source: ${fmt(lc)}`);
-        const dg = compare(ref, dcLogits(gguf, tokFile, gguf + ".logits"), V, toks.length);
+        const dg = compare(ref, dcLogits(gguf, tokFile, gguf + ".logits"), V, toks);
         check(dg.all < 1e-4, `${label}: deepcast on the F32 GGUF vs deepcast on the source: ${fmt(dg)}`);
     }
     // quantized: llama.cpp and deepcast on the same file
@@ -160,7 +117,7 @@ for (const preset of ["qwen2-tiny", "llama-tiny"]) {
             check(false, `${label}: llama.cpp loads and evaluates the GGUF: ${e.message}`);
             continue;
         }
-        const same = compare(d, r.logits, V, toks.length), vsSrc = compare(ref, d, V, toks.length);
+        const same = compare(d, r.logits, V, toks), vsSrc = compare(ref, d, V, toks);
         check(same.kl < maxKl && same.top >= 0.95, `${label}: llama.cpp vs deepcast on the same file: ${fmt(same)}`);
         check(vsSrc.kl > 0 && vsSrc.kl < 0.1, `${label}: deepcast, quantized vs source (${types.size} tensor types): ${fmt(vsSrc)}`);
     }
@@ -210,5 +167,4 @@ for (const t of tokenizers) {
     await model.dispose();
 }
 
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+finish();

@@ -33,27 +33,17 @@ import {execFileSync} from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
+import {checker, compare, fmt, loadNodeLlamaCpp, readF32} from "./lib.mjs";
 
 const [dc, oracle, scratch] = process.argv.slice(2);
 if (!dc || !oracle || !scratch) {
     console.error("usage: node quant_llama.mjs DEEPCAST ORACLE_DIR SCRATCH_DIR");
     process.exit(2);
 }
-let nlc;
-try {
-    nlc = await import("node-llama-cpp");
-} catch (e) {
-    console.log(`SKIP: node-llama-cpp is not installed here (${e.code ?? e.message})`);
-    process.exit(77);
-}
+const nlc = await loadNodeLlamaCpp();
 const {getLlama, LlamaLogLevel, readGgufFileInfo, GgmlType} = nlc;
 
-let passed = 0, failed = 0;
-function check(ok, what) {
-    if (ok) passed++;
-    else failed++;
-    console.log(`${ok ? "ok  " : "FAIL"} ${what}`);
-}
+const {check, finish} = checker();
 function run(args, opts = {}) {
     return execFileSync(dc, ["-q", ...args], {encoding: "utf8", maxBuffer: 1 << 28, ...opts});
 }
@@ -77,37 +67,6 @@ function withTokenizer(variant, tok) {
     return dst;
 }
 
-function readF32(file) {
-    const b = fs.readFileSync(file);
-    return new Float32Array(b.buffer, b.byteOffset, b.length / 4);
-}
-function logSoftmax(row) {
-    let m = -Infinity;
-    for (const x of row) m = Math.max(m, x);
-    let s = 0;
-    for (const x of row) s += Math.exp(x - m);
-    const l = m + Math.log(s);
-    return Float64Array.from(row, x => x - l);
-}
-function compare(a, b, V, toks) { // a, b: flat logits [L][V]
-    let next = 0, all = 0, kl = 0, top = 0;
-    const L = toks.length;
-    for (let i = 0; i < L; i++) {
-        const p = logSoftmax(a.subarray(i * V, (i + 1) * V)), q = logSoftmax(b.subarray(i * V, (i + 1) * V));
-        let ap = 0, aq = 0;
-        for (let k = 0; k < V; k++) {
-            all = Math.max(all, Math.abs(p[k] - q[k]));
-            kl += Math.exp(p[k]) * (p[k] - q[k]);
-            if (p[k] > p[ap]) ap = k;
-            if (q[k] > q[aq]) aq = k;
-        }
-        top += ap === aq;
-        if (i + 1 < L) next = Math.max(next, Math.abs(p[toks[i + 1]] - q[toks[i + 1]]));
-    }
-    return {next, all, kl: kl / L, top: top / L};
-}
-const fmt = r => `max|d logprob| next-token ${r.next.toExponential(2)}, all tokens ${r.all.toExponential(2)}, ` +
-    `mean KL ${r.kl.toExponential(2)}, top-1 ${(100 * r.top).toFixed(1)}%`;
 const sha = f => crypto.createHash("sha256").update(fs.readFileSync(f)).digest("hex");
 
 const llama = await getLlama({gpu: false, build: "never", logLevel: LlamaLogLevel.error});
@@ -261,5 +220,4 @@ for (const m of models) {
 
 console.log("worst |d logprob| of deepcast logits vs llama.cpp (dequantized twin / quantized file):\n" +
     Object.entries(worst).map(([n, v]) => `  ${n}: ${v.twin.toExponential(2)} / ${v.direct.toExponential(2)}`).join("\n"));
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+finish();

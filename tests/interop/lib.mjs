@@ -1,0 +1,65 @@
+// Shared helpers of the interop tests (gguf_llama.mjs, quant_llama.mjs, distill_llama.mjs).
+import fs from "node:fs";
+
+// node-llama-cpp, or exit 77 (ctest's "skipped") when it is not installed.
+export async function loadNodeLlamaCpp() {
+    try {
+        return await import("node-llama-cpp");
+    } catch (e) {
+        console.log(`SKIP: node-llama-cpp is not installed here (${e.code ?? e.message})`);
+        process.exit(77);
+    }
+}
+
+// check(ok, what) prints one line per check; finish() prints the totals and exits (1 on failure).
+export function checker() {
+    let passed = 0, failed = 0;
+    return {
+        check(ok, what) {
+            if (ok) passed++;
+            else failed++;
+            console.log(`${ok ? "ok  " : "FAIL"} ${what}`);
+        },
+        finish() {
+            console.log(`${passed} passed, ${failed} failed`);
+            process.exit(failed ? 1 : 0);
+        },
+    };
+}
+
+export function readF32(file) {
+    const b = fs.readFileSync(file);
+    return new Float32Array(b.buffer, b.byteOffset, b.length / 4);
+}
+
+export function logSoftmax(row) {
+    let m = -Infinity;
+    for (const x of row) m = Math.max(m, x);
+    let s = 0;
+    for (const x of row) s += Math.exp(x - m);
+    const l = m + Math.log(s);
+    return Float64Array.from(row, x => x - l);
+}
+
+// a, b: flat logits [L][V] for the token sequence toks. next: max |d log p| of the next token; all:
+// over the whole vocabulary; kl: mean KL(a || b); top: fraction of positions with the same argmax.
+export function compare(a, b, V, toks) {
+    let next = 0, all = 0, kl = 0, top = 0;
+    const L = toks.length;
+    for (let i = 0; i < L; i++) {
+        const p = logSoftmax(a.subarray(i * V, (i + 1) * V)), q = logSoftmax(b.subarray(i * V, (i + 1) * V));
+        let ap = 0, aq = 0;
+        for (let k = 0; k < V; k++) {
+            all = Math.max(all, Math.abs(p[k] - q[k]));
+            kl += Math.exp(p[k]) * (p[k] - q[k]);
+            if (p[k] > p[ap]) ap = k;
+            if (q[k] > q[aq]) aq = k;
+        }
+        top += ap === aq;
+        if (i + 1 < L) next = Math.max(next, Math.abs(p[toks[i + 1]] - q[toks[i + 1]]));
+    }
+    return {next, all, kl: kl / L, top: top / L};
+}
+
+export const fmt = r => `max|d logprob| next-token ${r.next.toExponential(2)}, all tokens ${r.all.toExponential(2)}, ` +
+    `mean KL ${r.kl.toExponential(2)}, top-1 ${(100 * r.top).toFixed(1)}%`;
