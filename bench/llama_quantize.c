@@ -12,21 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include "../tests/interop/llama_quantize_api.h"
 
-/* llama_model_quantize_params of include/llama.h (node-llama-cpp 3.22.1's libllama) */
-struct lq_params {
-    int32_t nthread;
-    int ftype;
-    int output_tensor_type;
-    int token_embedding_type;
-    bool allow_requantize, quantize_output_tensor, only_copy, pure, keep_split, dry_run;
-    const void *imatrix;
-    const void *kv_overrides;
-    const void *tt_overrides;
-    const int32_t *prune_layers;
-    size_t max_buf_size;
-};
-_Static_assert(sizeof(struct lq_params) == 64, "llama_model_quantize_params");
 
 static const struct { const char *name; int id; } FTYPES[] = {
     {"Q8_0", 7},    {"Q4_0", 2},    {"Q4_1", 3},    {"Q5_0", 8},    {"Q5_1", 9},     {"Q2_K", 10},  {"Q2_K_S", 21},

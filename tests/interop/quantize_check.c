@@ -30,21 +30,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include "llama_quantize_api.h"
 
-/* ---- libllama's C API (include/llama.h of this release) ---- */
-struct lq_params {
-    int32_t nthread;
-    int ftype;
-    int output_tensor_type;
-    int token_embedding_type;
-    bool allow_requantize, quantize_output_tensor, only_copy, pure, keep_split, dry_run;
-    const void *imatrix;
-    const void *kv_overrides;
-    const void *tt_overrides;
-    const int32_t *prune_layers;
-    size_t max_buf_size;
-};
-_Static_assert(sizeof(struct lq_params) == 64, "llama_model_quantize_params");
+/* ---- the rest of libllama's C API used here ---- */
 struct lq_imatrix { const char *name; const float *data; size_t size; };
 struct lq_tt { const char *pattern; int type; };
 struct lq_kvo {
