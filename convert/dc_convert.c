@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "dc_convert.h"
+#include "dc_experts.h"
 #include "dc_ckdir.h"
 #include "dc_float.h"
 #include "dc_fp8.h"
@@ -56,8 +57,36 @@ static bool is_fp8(dc_dtype d) { return d == DC_DT_F8_E4M3 || d == DC_DT_F8_E5M2
 typedef enum op { OP_COPY, OP_DEQUANT, OP_QUANT } op;
 static const char *OP_NAMES[] = {"copy", "dequant", "quant"};
 
+/* A fused FP8 expert tensor (reshard --merge-experts: gate_up_proj [E, 2I, H] or down_proj
+ * [E, H, I] with stacked scales) read as rows [E * R, C] through the per-expert views. */
+typedef struct fused_src {
+    dc_expert_slot *slots; /* [E][2] (gate, up) or [E] (down) */
+    int64_t E, R, I;       /* experts, rows per expert, gate rows (gate_up) */
+    int which;             /* 0 gate_up_proj, 1 down_proj */
+} fused_src;
+
+static dc_status fused_read(const dc_weight *w, int64_t r0, int64_t n, float *out, int mode, dc_err *err)
+{
+    const fused_src *f = w->read_ctx;
+    dc_status st = DC_OK;
+    for (int64_t r = r0; r < r0 + n && !st;) {
+        int64_t e = r / f->R, rr = r % f->R, end = (e + 1) * f->R, row = rr;
+        const dc_expert_slot *sl = &f->slots[f->which ? e : 2 * e];
+        if (!f->which && rr >= f->I) {
+            sl = &f->slots[2 * e + 1];
+            row = rr - f->I;
+        } else if (!f->which)
+            end = e * f->R + f->I;
+        int64_t k = (end < r0 + n ? end : r0 + n) - r;
+        st = dc_weight_rows(&sl->w, row, k, out + (r - r0) * w->cols, mode, err);
+        r += k;
+    }
+    return st;
+}
+
 typedef struct item {
     const dc_tensor *src;
+    fused_src *fused; /* DEQUANT of a fused FP8 expert tensor, else NULL */
     dc_weight w;   /* for DEQUANT / QUANT */
     op op;
     dc_dtype out_dtype;
@@ -99,6 +128,59 @@ typedef struct plan {
     size_t n_items;
     dc_stw *w;
 } plan;
+
+/* A fused FP8 expert tensor: kept (FP8 target: the tensor and its stacked scale copied) or
+ * dequantized expert by expert through dc_expert_weight_into's views. */
+static dc_status fused_plan(const dc_ckpt *ck, const dc_tensor *t, int layer, int which, const dc_convert_opts *o,
+                            item *it, dc_err *err)
+{
+    if (o->target == DC_TARGET_FP8)
+        return DC_OK; /* OP_COPY; the scale follows */
+    const dc_config *c = &ck->cfg;
+    if (t->ndim != 3 || t->shape[0] != c->n_experts_routed)
+        return dc_err_set(err, DC_ERR_MODEL, "%s: fused expert tensor %s is not [n_routed_experts = %d, rows, cols]",
+                          dc_ckpt_file_name(ck, t), t->name, c->n_experts_routed);
+    fused_src *f = calloc(1, sizeof *f);
+    int per = which ? 1 : 2;
+    if (f)
+        f->slots = calloc((size_t)(t->shape[0] * per), sizeof *f->slots);
+    if (!f || !f->slots) {
+        free(f);
+        return dc_err_set(err, DC_ERR_NOMEM, "out of memory");
+    }
+    it->fused = f;
+    f->E = t->shape[0];
+    f->R = t->shape[1];
+    f->which = which;
+    for (int64_t e = 0; e < f->E; e++)
+        for (int k = 0; k < per; k++) {
+            int w = which ? DC_EXPERT_DOWN : k ? DC_EXPERT_UP : DC_EXPERT_GATE;
+            dc_status st = dc_expert_weight_into(ck, layer, (int)e, w, &f->slots[e * per + k], err);
+            if (st)
+                return st;
+        }
+    f->I = which ? f->R : f->slots[0].w.rows;
+    memset(&it->w, 0, sizeof it->w);
+    it->w.t = t;
+    it->w.file_name = dc_ckpt_file_name(ck, t);
+    it->w.rows = f->E * f->R;
+    it->w.cols = t->shape[2];
+    it->w.read_rows = fused_read;
+    it->w.read_ctx = f;
+    it->op = OP_DEQUANT;
+    it->out_dtype = target_dtype(o->target);
+    return DC_OK;
+}
+
+static void plan_items_free(plan *p)
+{
+    for (size_t i = 0; p->items && i <= p->n_items; i++) /* items has n_tensors + 1 entries */
+        if (p->items[i].fused) {
+            free(p->items[i].fused->slots);
+            free(p->items[i].fused);
+        }
+    free(p->items);
+}
 
 static dc_status build_plan(const dc_ckpt *ck, const dc_convert_opts *o, plan *p, dc_convert_stats *stats,
                             dc_err *err)
@@ -153,7 +235,18 @@ static dc_status build_plan(const dc_ckpt *ck, const dc_convert_opts *o, plan *p
         it->out_dtype = t->dtype;
         it->op = OP_COPY;
         bool fp8_role = known && dc_role_is_fp8(ni.role) && t->ndim == 2;
-        if (is_fp8(t->dtype)) {
+        int fl, fwhich;
+        bool fscale;
+        bool fused = dc_fused_expert_name(t->name, &fl, &fwhich, &fscale) && !fscale;
+        if (fused && !is_fp8(t->dtype) && o->target == DC_TARGET_FP8) {
+            st = dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: fused expert tensor %s: --to fp8 quantizes per-expert tensors; "
+                            "run 'deepcast reshard --split-experts' first", file, t->name);
+            break;
+        }
+        if (fused && is_fp8(t->dtype)) {
+            if ((st = fused_plan(ck, t, fl, fwhich, o, it, err)) != DC_OK)
+                break;
+        } else if (is_fp8(t->dtype)) {
             if ((st = dc_ckpt_weight(ck, t->name, &it->w, err)) != DC_OK)
                 break;
             if (o->target != DC_TARGET_FP8) {
@@ -179,7 +272,11 @@ static dc_status build_plan(const dc_ckpt *ck, const dc_convert_opts *o, plan *p
             p->n_items++;
             item *sc = &p->items[p->n_items];
             memset(sc, 0, sizeof *sc);
-            sc->src = it->w.scale;
+            sc->src = it->w.t ? it->w.scale : dc_ckpt_find(ck, sn); /* fused: the stacked scale */
+            if (!sc->src) {
+                st = dc_err_set(err, DC_ERR_MODEL, "%s: FP8 tensor %s has no scale tensor %s", file, t->name, sn);
+                break;
+            }
             sc->op = OP_COPY;
             sc->out_dtype = sc->src->dtype;
             st = dc_stw_add(p->w, sn, sc->out_dtype, sc->src->ndim, sc->src->shape, &sc->wi, err);
@@ -415,7 +512,7 @@ dc_status dc_convert(const char *in_path, const char *out_dir, const dc_convert_
 done:
     stats->seconds = now_s() - t0;
     dc_stw_free(p.w);
-    free(p.items);
+    plan_items_free(&p);
     dc_ckpt_close(ck);
     return st;
 }

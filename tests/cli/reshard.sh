@@ -155,6 +155,20 @@ PY
         check "$v: Q4_K_M from fused experts has the same tensors" diff <(h "$scratch/$v-m.q4.gguf") <(h "$scratch/$v.q4.gguf")
         rm -f "$scratch/$v-m.gguf" "$scratch/$v.gguf" "$scratch/$v-m.q4.gguf" "$scratch/$v.q4.gguf"
     fi
+    # convert reads fused FP8 experts (their stacked scales): FP8 -> BF16 equals the per-expert
+    # conversion (split afterwards), FP8 -> FP8 keeps the bytes; BF16 -> FP8 asks for a split
+    if [ $v = v3-fp8 ] || [ $v = tiny ]; then
+        expect_rc 0 "$v fused --to bf16" "$dc" convert "$scratch/$v-m" "$scratch/$v-mb" --to bf16
+        expect_rc 0 "$v --to bf16" "$dc" convert "$in" "$scratch/$v-b" --to bf16
+        expect_rc 0 "$v fused bf16 --split-experts" "$dc" reshard "$scratch/$v-mb" "$scratch/$v-mbs" --split-experts
+        check "$v: fused FP8 -> BF16 = per-expert FP8 -> BF16" diff <(h "$scratch/$v-mbs") <(h "$scratch/$v-b")
+        expect_rc 0 "$v fused --to fp8 (kept)" "$dc" convert "$scratch/$v-m" "$scratch/$v-mf" --to fp8
+        check "$v: fused FP8 -> FP8 keeps every tensor" diff <(h "$scratch/$v-mf") <(h "$scratch/$v-m")
+        expect_rc 6 "$v fused BF16 --to fp8" "$dc" convert "$scratch/$v-mb" "$scratch/$v-x" --to fp8
+        expect_stderr "run 'deepcast reshard --split-experts' first" "fused BF16 -> FP8 message"
+        check "$v: no output after the refusal" [ ! -e "$scratch/$v-x" ]
+        rm -rf "$scratch/$v-mb" "$scratch/$v-b" "$scratch/$v-mbs" "$scratch/$v-mf"
+    fi
 
     # ---- re-shard by size
     expect_rc 0 "$v --max-shard-size 2MB" "$dc" reshard "$in" "$scratch/$v-sh" --max-shard-size 2MB
