@@ -6,7 +6,8 @@
 #
 # usage: bench/quants.sh [TEST_QUANTS]
 #   TEST_QUANTS  the test binary (default: build-q/tests/test_quants, then build/tests/test_quants)
-# environment: DC_GGML_BASE (path of libggml-base.so, if not in the usual places)
+# environment: DC_GGML_BASE (path of libggml-base.so, if not in the usual places);
+#   DC_QUANTS_SCALAR=1 times the scalar K-quant searches instead of the AVX2 fast paths
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${1:-}

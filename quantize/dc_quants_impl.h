@@ -62,6 +62,20 @@ float dcq_make_qkx3_quants(int n, int nmax, const float *restrict x, const float
                            uint8_t *restrict L, float *restrict the_min, uint8_t *restrict Laux,
                            float rmin, float rdelta, int nstep, bool use_mad);
 
+/* AVX2 fast paths (dc_quants_k_x8.c): 8 sub-blocks per vector, one per lane, each lane doing the
+ * scalar search's operations in its order (same bytes). Call only when dcq_x8_enabled().
+ * dcq_qkx_x8 = make_qkx2 (v3 false) / make_qkx3 (v3 true) on the 8 sub-blocks of 32 of one
+ * super-block (weights[256] non-NULL, use_mad false, nstep >= 1); dcq_qkx_x8x2: the same on two
+ * super-blocks at once; dcq_qx_x16 = dcq_make_qx_quants(16, 32, ..., 1, qw) on the 16 sub-blocks of
+ * 16 of one super-block (qw NULL or 256 weights). */
+bool dcq_x8_enabled(void);
+void dcq_qkx_x8(const float *restrict x, const float *restrict weights, int nmax, float rmin, float rdelta,
+                int nstep, bool v3, uint8_t *restrict L, float *restrict scales, float *restrict mins);
+void dcq_qkx_x8x2(const float *x0, const float *w0, const float *x1, const float *w1, int nmax, float rmin,
+                  float rdelta, int nstep, bool v3, uint8_t *L0, uint8_t *L1, float *scales0, float *scales1,
+                  float *mins0, float *mins1);
+void dcq_qx_x16(const float *restrict x, const float *restrict qw, int8_t *restrict L, float *restrict scales);
+
 /* one entry of the traits table (dc_quants.c) */
 #define DCQ_TRAITS_ENTRY(T, ID, NAME, BLK, BLOCK_T)                                                \
     {                                                                                              \

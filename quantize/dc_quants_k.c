@@ -557,77 +557,119 @@ DCQ_DEFINE_QUANTIZE_K(q3_K, dc_block_q3_K)
  * Q4_K / Q5_K: 8 sub-blocks of 32, x = d*sc*q - dmin*m, 6-bit sc and m
  * ================================================================================================ */
 
-/* Q4_K/Q5_K reference: per sub-block affine fit with weights av_x + |x| (make_qkx2), then the 8
- * scales and mins on a 6-bit grid. */
-static void qk45_ref_scales(const float *x, uint8_t *L, uint8_t *scales_out, dc_half *d_out, dc_half *dmin_out,
-                            int nmax, float rmin, int nstep)
+/* where one super-block's scales go */
+typedef struct {
+    uint8_t *scales;
+    dc_half *d, *dmin;
+} qk45_dst;
+
+/* the 8 sub-block searches of each of nb (1 or 2) consecutive super-blocks x[nb*QK] with weights
+ * w[nb*QK]: make_qkx2 (v3 false) or make_qkx3, use_mad false. L[nb*QK], scales and mins[nb*8].
+ * With AVX2, all 8 (or 16) at once in vector lanes (dc_quants_k_x8.c), same results. */
+static void qk45_search(int nb, const float *x, const float *w, uint8_t *L, float *scales, float *mins, int nmax,
+                        float rmin, float rdelta, int nstep, bool v3)
 {
+    if (dcq_x8_enabled()) {
+        if (nb == 2)
+            dcq_qkx_x8x2(x, w, x + QK, w + QK, nmax, rmin, rdelta, nstep, v3, L, L + QK, scales, scales + 8, mins,
+                         mins + 8);
+        else
+            dcq_qkx_x8(x, w, nmax, rmin, rdelta, nstep, v3, L, scales, mins);
+        return;
+    }
     uint8_t Laux[32];
-    float weights[32], mins[QK / 32], scales[QK / 32];
-    float max_scale = 0, max_min = 0;
-    for (int j = 0; j < QK / 32; j++) {
+    for (int j = 0; j < nb * (QK / 32); j++) {
+        if (v3)
+            scales[j] = dcq_make_qkx3_quants(32, nmax, x + 32 * j, w + 32 * j, L + 32 * j, &mins[j], Laux, rmin,
+                                             rdelta, nstep, false);
+        else
+            scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, w + 32 * j, L + 32 * j, &mins[j], Laux, rmin, rdelta,
+                                         nstep, false);
+    }
+}
+
+/* Q4_K/Q5_K reference, nb (1 or 2) super-blocks: per sub-block affine fit with weights av_x + |x|
+ * (make_qkx2), then the 8 scales and mins on a 6-bit grid. */
+static void qk45_ref_scales(int nb, const float *x, uint8_t *L, const qk45_dst *dst, int nmax, float rmin, int nstep)
+{
+    float weights[2 * QK], mins[2 * QK / 32], scales[2 * QK / 32];
+    for (int j = 0; j < nb * (QK / 32); j++) {
         float sum_x2 = 0;
         for (int l = 0; l < 32; l++)
             sum_x2 += x[32 * j + l] * x[32 * j + l];
         float av_x = sqrtf(sum_x2 / 32);
         for (int l = 0; l < 32; l++)
-            weights[l] = av_x + fabsf(x[32 * j + l]);
-        scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep, false);
-        if (scales[j] > max_scale)
-            max_scale = scales[j];
-        if (mins[j] > max_min)
-            max_min = mins[j];
+            weights[32 * j + l] = av_x + fabsf(x[32 * j + l]);
     }
-    float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
-    float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
-    for (int j = 0; j < QK / 32; j++) {
-        uint8_t ls = (uint8_t)dcq_nearest_int(inv_scale * scales[j]);
-        uint8_t lm = (uint8_t)dcq_nearest_int(inv_min * mins[j]);
-        pack_scale_min_k4(scales_out, j, DCQ_MIN(63, ls), DCQ_MIN(63, lm));
+    qk45_search(nb, x, weights, L, scales, mins, nmax, rmin, 0.1f, nstep, false);
+    for (int b = 0; b < nb; b++) {
+        const float *sc = scales + 8 * b, *mn = mins + 8 * b;
+        float max_scale = 0, max_min = 0;
+        for (int j = 0; j < QK / 32; j++) {
+            if (sc[j] > max_scale)
+                max_scale = sc[j];
+            if (mn[j] > max_min)
+                max_min = mn[j];
+        }
+        float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+        float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+        for (int j = 0; j < QK / 32; j++) {
+            uint8_t ls = (uint8_t)dcq_nearest_int(inv_scale * sc[j]);
+            uint8_t lm = (uint8_t)dcq_nearest_int(inv_min * mn[j]);
+            pack_scale_min_k4(dst[b].scales, j, DCQ_MIN(63, ls), DCQ_MIN(63, lm));
+        }
+        *dst[b].d = dcq_f2h(max_scale / 63.f);
+        *dst[b].dmin = dcq_f2h(max_min / 63.f);
     }
-    *d_out = dcq_f2h(max_scale / 63.f);
-    *dmin_out = dcq_f2h(max_min / 63.f);
 }
 
-/* imatrix variant: weights qw*sqrt(sigma2 + x^2) (or av_x + |x|), make_qkx3 per sub-block, then
- * make_qp_quants for the scales and mins. clamp63: Q5_K clamps the packed values, Q4_K not. */
-static void qk45_impl_scales(const float *x, const float *qw_blk, uint8_t *L, uint8_t *scales_out, dc_half *d_out,
-                             dc_half *dmin_out, int nmax, bool clamp63)
+/* imatrix variant, nb (1 or 2) super-blocks: weights qw*sqrt(sigma2 + x^2) (or av_x + |x|),
+ * make_qkx3 per sub-block, then make_qp_quants for the scales and mins. clamp63: Q5_K clamps the
+ * packed values, Q4_K not. */
+static void qk45_impl_scales(int nb, const float *x, const float *qw_blk, uint8_t *L, const qk45_dst *dst, int nmax,
+                             bool clamp63)
 {
-    uint8_t Laux[32], Ls[QK / 32], Lm[QK / 32];
-    float weights[32], sw[QK / 32], mins[QK / 32], scales[QK / 32];
-    float sum_x2 = 0;
-    for (int l = 0; l < QK; l++)
-        sum_x2 += x[l] * x[l];
-    float sigma2 = 2 * sum_x2 / QK;
-    float av_x = sqrtf(sigma2);
-    for (int j = 0; j < QK / 32; j++) {
-        if (qw_blk) {
-            const float *qw = qw_blk + 32 * j;
+    uint8_t Ls[QK / 32], Lm[QK / 32];
+    float weights[2 * QK], sw[2 * QK / 32], mins[2 * QK / 32], scales[2 * QK / 32];
+    for (int b = 0; b < nb; b++) {
+        const float *xb = x + QK * b;
+        float *wb = weights + QK * b;
+        float sum_x2 = 0;
+        for (int l = 0; l < QK; l++)
+            sum_x2 += xb[l] * xb[l];
+        float sigma2 = 2 * sum_x2 / QK;
+        float av_x = sqrtf(sigma2);
+        for (int j = 0; j < QK / 32; j++) {
+            float *w = wb + 32 * j;
+            if (qw_blk) {
+                const float *qw = qw_blk + QK * b + 32 * j;
+                for (int l = 0; l < 32; l++)
+                    w[l] = qw[l] * sqrtf(sigma2 + xb[32 * j + l] * xb[32 * j + l]);
+            } else {
+                for (int l = 0; l < 32; l++)
+                    w[l] = av_x + fabsf(xb[32 * j + l]);
+            }
+            float sumw = 0;
             for (int l = 0; l < 32; l++)
-                weights[l] = qw[l] * sqrtf(sigma2 + x[32 * j + l] * x[32 * j + l]);
-        } else {
-            for (int l = 0; l < 32; l++)
-                weights[l] = av_x + fabsf(x[32 * j + l]);
+                sumw += w[l];
+            sw[8 * b + j] = sumw;
         }
-        float sumw = 0;
-        for (int l = 0; l < 32; l++)
-            sumw += weights[l];
-        sw[j] = sumw;
-        scales[j] = dcq_make_qkx3_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
     }
-    float d_block = make_qp_quants(QK / 32, 63, scales, Ls, sw);
-    float m_block = make_qp_quants(QK / 32, 63, mins, Lm, sw);
-    for (int j = 0; j < QK / 32; j++) {
-        uint8_t ls = Ls[j], lm = Lm[j];
-        if (clamp63) {
-            ls = DCQ_MIN(63, ls);
-            lm = DCQ_MIN(63, lm);
+    qk45_search(nb, x, weights, L, scales, mins, nmax, -0.9f, 0.05f, 36, true);
+    for (int b = 0; b < nb; b++) {
+        float d_block = make_qp_quants(QK / 32, 63, scales + 8 * b, Ls, sw + 8 * b);
+        float m_block = make_qp_quants(QK / 32, 63, mins + 8 * b, Lm, sw + 8 * b);
+        for (int j = 0; j < QK / 32; j++) {
+            uint8_t ls = Ls[j], lm = Lm[j];
+            if (clamp63) {
+                ls = DCQ_MIN(63, ls);
+                lm = DCQ_MIN(63, lm);
+            }
+            pack_scale_min_k4(dst[b].scales, j, ls, lm);
         }
-        pack_scale_min_k4(scales_out, j, ls, lm);
+        *dst[b].d = dcq_f2h(d_block);
+        *dst[b].dmin = dcq_f2h(m_block);
     }
-    *d_out = dcq_f2h(d_block);
-    *dmin_out = dcq_f2h(m_block);
 }
 
 /* final quants from the stored (rounded) scales and mins */
@@ -677,49 +719,48 @@ static void q5_K_pack(const uint8_t *L, uint8_t *qh, uint8_t *ql)
     }
 }
 
-void dc_quantize_row_q4_K_ref(const float *x, void *vy, int64_t k)
-{
-    dc_block_q4_K *y = vy;
-    uint8_t L[QK];
-    for (int64_t i = 0; i < k / QK; i++, x += QK) {
-        qk45_ref_scales(x, L, y[i].scales, &y[i].d, &y[i].dmin, 15, -1.f, 20);
-        qk45_requant(x, L, y[i].scales, y[i].d, y[i].dmin, 15);
-        q4_K_pack(L, y[i].qs);
-    }
-}
+/* The row functions take the super-blocks two at a time (the AVX2 searches interleave two); every
+ * block is still computed on its own, so the bytes do not depend on the pairing. */
+#define QK45_ROWS(T, NMAX, RMIN, NSTEP, CLAMP63, PACK)                                                  \
+    void dc_quantize_row_##T##_ref(const float *x, void *vy, int64_t k)                                \
+    {                                                                                                  \
+        dc_block_##T *y = vy;                                                                          \
+        uint8_t L[2 * QK];                                                                             \
+        const int64_t nblk = k / QK;                                                                   \
+        for (int64_t i = 0; i < nblk; i += 2) {                                                        \
+            const int nb = nblk - i >= 2 ? 2 : 1;                                                      \
+            qk45_dst dst[2];                                                                           \
+            for (int b = 0; b < nb; b++)                                                               \
+                dst[b] = (qk45_dst){y[i + b].scales, &y[i + b].d, &y[i + b].dmin};                     \
+            qk45_ref_scales(nb, x + QK * i, L, dst, NMAX, RMIN, NSTEP);                                \
+            for (int b = 0; b < nb; b++) {                                                             \
+                dc_block_##T *yb = &y[i + b];                                                          \
+                qk45_requant(x + QK * (i + b), L + QK * b, yb->scales, yb->d, yb->dmin, NMAX);         \
+                PACK;                                                                                  \
+            }                                                                                          \
+        }                                                                                              \
+    }                                                                                                  \
+    static void quantize_row_##T##_impl(const float *x, dc_block_##T *y, int64_t n_per_row, const float *qw) \
+    {                                                                                                  \
+        uint8_t L[2 * QK];                                                                             \
+        const int64_t nblk = n_per_row / QK;                                                           \
+        for (int64_t i = 0; i < nblk; i += 2) {                                                        \
+            const int nb = nblk - i >= 2 ? 2 : 1;                                                      \
+            qk45_dst dst[2];                                                                           \
+            for (int b = 0; b < nb; b++)                                                               \
+                dst[b] = (qk45_dst){y[i + b].scales, &y[i + b].d, &y[i + b].dmin};                     \
+            qk45_impl_scales(nb, x + QK * i, qw ? qw + QK * i : NULL, L, dst, NMAX, CLAMP63);          \
+            for (int b = 0; b < nb; b++) {                                                             \
+                dc_block_##T *yb = &y[i + b];                                                          \
+                qk45_requant(x + QK * (i + b), L + QK * b, yb->scales, yb->d, yb->dmin, NMAX);         \
+                PACK;                                                                                  \
+            }                                                                                          \
+        }                                                                                              \
+    }                                                                                                  \
+    DCQ_DEFINE_QUANTIZE_K(T, dc_block_##T)
 
-static void quantize_row_q4_K_impl(const float *x, dc_block_q4_K *y, int64_t n_per_row, const float *qw)
-{
-    uint8_t L[QK];
-    for (int64_t i = 0; i < n_per_row / QK; i++, x += QK) {
-        qk45_impl_scales(x, qw ? qw + QK * i : NULL, L, y[i].scales, &y[i].d, &y[i].dmin, 15, false);
-        qk45_requant(x, L, y[i].scales, y[i].d, y[i].dmin, 15);
-        q4_K_pack(L, y[i].qs);
-    }
-}
-DCQ_DEFINE_QUANTIZE_K(q4_K, dc_block_q4_K)
-
-void dc_quantize_row_q5_K_ref(const float *x, void *vy, int64_t k)
-{
-    dc_block_q5_K *y = vy;
-    uint8_t L[QK];
-    for (int64_t i = 0; i < k / QK; i++, x += QK) {
-        qk45_ref_scales(x, L, y[i].scales, &y[i].d, &y[i].dmin, 31, -0.5f, 15);
-        qk45_requant(x, L, y[i].scales, y[i].d, y[i].dmin, 31);
-        q5_K_pack(L, y[i].qh, y[i].qs);
-    }
-}
-
-static void quantize_row_q5_K_impl(const float *x, dc_block_q5_K *y, int64_t n_per_row, const float *qw)
-{
-    uint8_t L[QK];
-    for (int64_t i = 0; i < n_per_row / QK; i++, x += QK) {
-        qk45_impl_scales(x, qw ? qw + QK * i : NULL, L, y[i].scales, &y[i].d, &y[i].dmin, 31, true);
-        qk45_requant(x, L, y[i].scales, y[i].d, y[i].dmin, 31);
-        q5_K_pack(L, y[i].qh, y[i].qs);
-    }
-}
-DCQ_DEFINE_QUANTIZE_K(q5_K, dc_block_q5_K)
+QK45_ROWS(q4_K, 15, -1.f, 20, false, q4_K_pack(L + QK * b, yb->qs))
+QK45_ROWS(q5_K, 31, -0.5f, 15, true, q5_K_pack(L + QK * b, yb->qh, yb->qs))
 
 /* ================================================================================================
  * Q6_K: 16 sub-blocks of 16, x = d*sc*(q-32), 8-bit signed sc
@@ -730,9 +771,14 @@ static void q6_K_block(const float *x, dc_block_q6_K *y, const float *qw_blk)
     int8_t L[QK];
     float scales[QK / 16];
     float max_scale = 0, max_abs_scale = 0;
+    if (dcq_x8_enabled()) { /* 8 sub-blocks at once, same results */
+        dcq_qx_x16(x, qw_blk, L, scales);
+    } else {
+        for (int ib = 0; ib < QK / 16; ib++)
+            scales[ib] = dcq_make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, 1, qw_blk ? qw_blk + 16 * ib : NULL);
+    }
     for (int ib = 0; ib < QK / 16; ib++) {
-        const float scale = dcq_make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, 1, qw_blk ? qw_blk + 16 * ib : NULL);
-        scales[ib] = scale;
+        const float scale = scales[ib];
         const float abs_scale = fabsf(scale);
         if (abs_scale > max_abs_scale) {
             max_abs_scale = abs_scale;

@@ -420,6 +420,101 @@ static void test_threads(const dc_qtype_traits *t, bool have_ggml)
     free(x), free(imat), free(a), free(b);
 }
 
+/* the AVX2 fast paths of the Q4_K / Q5_K / Q6_K scale searches (dc_quants_simd) against the scalar
+ * code, byte for byte, on rows of many shapes: random scales, all zeros, one huge outlier, one-signed,
+ * f32 subnormals, below the 1e-15 group threshold, constant sub-blocks, ties, values whose squares
+ * overflow; without an imatrix, with a wide-range one and with one holding zeros and subnormals */
+static void simd_rows(float *x, int64_t nrows, int64_t n, uint64_t seed)
+{
+    rng_state = seed * 104729 + 17;
+    for (int64_t r = 0; r < nrows; r++) {
+        float *row = x + r * n;
+        float rs = (float)exp(2.0 * rng_gauss());
+        int pat = (int)(r % 14);
+        for (int64_t i = 0; i < n; i++) {
+            float g = rng_gauss();
+            float v;
+            switch (pat) {
+            case 0: v = g * rs; break;
+            case 1: v = 0.0f; break;
+            case 2: v = g * rs * 0.01f; break; /* + one outlier per super-block below */
+            case 3: v = -fabsf(g) * rs; break;
+            case 4: v = fabsf(g) * rs; break;
+            case 5: v = g * 1e-40f; break;                       /* f32 subnormals */
+            case 6: v = g * (i % 256 < 128 ? 1e-16f : 1e-38f); break; /* around the thresholds */
+            case 7: {                                            /* per 16 values */
+                uint64_t k = ((uint64_t)(i / 16) * 2654435761u + (uint64_t)r * 40503u) % 9;
+                v = k == 0 ? 0.0f : k == 1 ? 0.75f * rs : k == 2 ? -0.75f * rs : k == 3 ? -0.0f
+                  : k == 4 ? (i % 16 == 3 ? 5.0f * rs : 0.0f) : k == 5 ? (i % 16 == 9 ? -5.0f * rs : 0.0f)
+                  : k == 6 ? (i % 2 ? 1e-3f : -1e-3f) * rs : k == 7 ? (float)(i % 16) * rs : g * rs;
+                break;
+            }
+            case 8: v = (float)((int)(rng_next() % 31) - 15) * 0.5f * rs; break; /* ties */
+            case 9: v = g * 2e19f; break;                                      /* x*x overflows */
+            case 10: v = g * (float)exp(3.0 * rng_gauss()); break;              /* heavy tails */
+            case 11: v = (i / 32) % 2 ? 1.5f * rs : -2.5f * rs; break;        /* constant sub-blocks */
+            case 12: v = (float)(rng_next() % 3) * rs; break;                  /* three levels, >= 0 */
+            default: v = g * rs + 3.0f * rs; break;                            /* offset */
+            }
+            row[i] = v;
+        }
+        if (pat == 2)
+            for (int64_t b = 0; b < n; b += 256)
+                row[b + (int64_t)(rng_next() % 256)] = (rng_next() & 1 ? 1e6f : -1e6f) * rs;
+    }
+}
+
+static void test_simd(void)
+{
+    if (!dc_quants_simd(1)) {
+        printf("test_simd: no AVX2 fast paths on this CPU, skipped\n");
+        dc_quants_simd(-1);
+        return;
+    }
+    /* 5 super-blocks a row: the fast Q4_K / Q5_K paths take them in pairs, plus a single one */
+    const int64_t n = 1280, nrows = 14 * 24, ne = n * nrows;
+    const dc_qtype types[] = {DC_QT_Q4_K, DC_QT_Q5_K, DC_QT_Q6_K};
+    float *x = malloc((size_t)ne * sizeof(float)), *im[3] = {NULL, malloc((size_t)n * 4), malloc((size_t)n * 4)};
+    uint8_t *a = malloc((size_t)ne * 2), *b = malloc((size_t)ne * 2);
+    if (!x || !im[1] || !im[2] || !a || !b)
+        exit(2);
+    for (int seed = 1; seed <= 3; seed++) {
+        simd_rows(x, nrows, n, (uint64_t)seed);
+        make_imatrix(im[1], n, (uint64_t)seed + 100);
+        for (int64_t i = 0; i < n; i++) /* zeros, subnormals, huge */
+            im[2][i] = i % 5 == 0 ? 0.0f : i % 5 == 1 ? 1e-42f : i % 5 == 2 ? 1e20f : im[1][i];
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+            const dc_qtype_traits *t = dc_qtype_by_id((int)types[ti]);
+            const size_t bytes = dc_qtype_row_size(t, n) * (size_t)nrows;
+            for (int wi = 0; wi < 3; wi++) {
+                dc_quants_simd(0);
+                memset(a, 0, bytes);
+                CHECK(dc_quantize_rows(t->type, x, a, nrows, n, im[wi]) == bytes);
+                dc_quants_simd(1);
+                memset(b, 0xff, bytes);
+                CHECK(dc_quantize_rows(t->type, x, b, nrows, n, im[wi]) == bytes);
+                int64_t d = first_diff_block(a, b, bytes, t->type_size);
+                CHECK_MSG(d < 0, "%s seed %d imatrix %d: AVX2 differs from scalar at block %lld (row %lld), %lld blocks",
+                          t->name, seed, wi, (long long)d, (long long)(d * t->blck_size / n),
+                          (long long)count_diff_blocks(a, b, bytes, t->type_size));
+                if (d >= 0) {
+                    dump_block("scalar", a + (size_t)d * t->type_size, t->type_size);
+                    dump_block("avx2", b + (size_t)d * t->type_size, t->type_size);
+                }
+            }
+            /* the _ref entry point too, on an odd number of super-blocks */
+            const size_t rbytes = bytes - (size_t)t->type_size;
+            dc_quants_simd(0);
+            t->quantize_ref(x, a, ne - DC_QK_K);
+            dc_quants_simd(1);
+            t->quantize_ref(x, b, ne - DC_QK_K);
+            CHECK_MSG(!memcmp(a, b, rbytes), "%s seed %d: ref AVX2 differs from scalar", t->name, seed);
+        }
+    }
+    dc_quants_simd(-1);
+    free(x), free(im[1]), free(im[2]), free(a), free(b);
+}
+
 static void test_f16(bool have_ggml)
 {
     /* decoding: all 65536 halves; encoding: a stride through all floats plus edge cases */
@@ -586,6 +681,7 @@ int main(void)
         return 0;
     }
     test_traits();
+    test_simd();
     test_f16(have_ggml);
     int nt;
     const dc_qtype_traits *all = dc_qtype_all(&nt);

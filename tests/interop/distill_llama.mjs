@@ -2,7 +2,8 @@
 // against the real llama.cpp (node-llama-cpp 3.22.1, prebuilt CPU binaries):
 // * `deepcast convert --to gguf` of the mkmodel presets qwen2-tiny (q/k/v biases, tied embeddings,
 //   GQA) and llama-tiny (llama3 rope scaling -> rope_freqs, Q/K rows permuted for llama.cpp's
-//   interleaved RoPE), from BF16 and FP8 sources: llama.cpp loads the F32 GGUF and its next-token
+//   interleaved RoPE; also a copy with attention_bias, whose q/k biases are permuted too), from BF16
+//   and FP8 sources: llama.cpp loads the F32 GGUF and its next-token
 //   log-probabilities match `deepcast logits` on the source checkpoint within 1e-3 (max over the
 //   whole vocabulary), and `deepcast logits` on the GGUF matches the source within 1e-4;
 // * quantized GGUFs (Q8_0 from convert, Q4_K_M from quantize): llama.cpp and deepcast agree on the
@@ -60,6 +61,52 @@ function dcLogits(model, tokFile, out) {
     return readF32(out);
 }
 
+// A copy of the llama checkpoint src with attention_bias: random BF16 q/k/v/o biases, one file.
+function withBiases(src, dst) {
+    fs.mkdirSync(dst, {recursive: true});
+    const cfg = JSON.parse(fs.readFileSync(path.join(src, "config.json"), "utf8"));
+    cfg.attention_bias = true;
+    fs.writeFileSync(path.join(dst, "config.json"), JSON.stringify(cfg, null, 2));
+    for (const f of ["tokenizer.json", "tokenizer_config.json"])
+        fs.copyFileSync(path.join(src, f), path.join(dst, f));
+    const tensors = {};
+    for (const f of fs.readdirSync(src).filter(f => f.endsWith(".safetensors")).sort()) {
+        const b = fs.readFileSync(path.join(src, f));
+        const n = Number(b.readBigUInt64LE(0));
+        const h = JSON.parse(b.subarray(8, 8 + n).toString("utf8"));
+        for (const [k, v] of Object.entries(h))
+            if (k !== "__metadata__")
+                tensors[k] = {dtype: v.dtype, shape: v.shape, data: b.subarray(8 + n + v.data_offsets[0], 8 + n + v.data_offsets[1])};
+    }
+    const H = cfg.hidden_size, nh = cfg.num_attention_heads, nkv = cfg.num_key_value_heads, hd = cfg.head_dim ?? H / nh;
+    let x = 987654321;
+    const bf16 = n => { // uniform in [-1, 1), rounded down to bf16
+        const out = Buffer.alloc(2 * n), f = Buffer.alloc(4);
+        for (let i = 0; i < n; i++) {
+            x = (x * 1103515245 + 12345) % 2147483648;
+            f.writeFloatLE(x / 1073741824 - 1);
+            out.writeUInt16LE(f.readUInt16LE(2), 2 * i);
+        }
+        return out;
+    };
+    for (let L = 0; L < cfg.num_hidden_layers; L++)
+        for (const [p, n] of [["q_proj", nh * hd], ["k_proj", nkv * hd], ["v_proj", nkv * hd], ["o_proj", H]])
+            tensors[`model.layers.${L}.self_attn.${p}.bias`] = {dtype: "BF16", shape: [n], data: bf16(n)};
+    const hdr = {}, parts = [];
+    let off = 0;
+    for (const k of Object.keys(tensors).sort()) {
+        const t = tensors[k];
+        hdr[k] = {dtype: t.dtype, shape: t.shape, data_offsets: [off, off + t.data.length]};
+        parts.push(t.data);
+        off += t.data.length;
+    }
+    let hj = JSON.stringify(hdr);
+    hj += " ".repeat((8 - hj.length % 8) % 8);
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(Buffer.byteLength(hj)));
+    fs.writeFileSync(path.join(dst, "model.safetensors"), Buffer.concat([len, Buffer.from(hj), ...parts]));
+}
+
 // ---- logits ------------------------------------------------------------------------------------
 const toks = [];
 for (let i = 0, x = 12345; i < 160; i++) { // a fixed pseudo-random sequence over the 3000-token vocabulary
@@ -99,6 +146,21 @@ for (const preset of ["qwen2-tiny", "llama-tiny"]) {
         check(lc.all < 1e-3, `${label}: llama.cpp on the F32 GGUF vs deepcast on the source: ${fmt(lc)}`);
         const dg = compare(ref, dcLogits(gguf, tokFile, gguf + ".logits"), V, toks);
         check(dg.all < 1e-4, `${label}: deepcast on the F32 GGUF vs deepcast on the source: ${fmt(dg)}`);
+    }
+    if (preset === "llama-tiny") { // + attention_bias: q/k/v/o biases (the q/k ones permuted like their rows)
+        const dir = path.join(scratch, "llama-bias");
+        withBiases(bf16, dir);
+        const gguf = dir + ".f32.gguf";
+        run(["convert", dir, gguf, "--to", "gguf", "--type", "f32"]);
+        const ref = dcLogits(dir, tokFile, dir + ".logits");
+        const V = ref.length / toks.length;
+        try {
+            const r = await llamaLogits(gguf, toks);
+            const lc = compare(ref, r.logits, V, toks);
+            check(lc.all < 1e-3, `llama-tiny + attention_bias: llama.cpp on the F32 GGUF vs deepcast on the source: ${fmt(lc)}`);
+        } catch (e) {
+            check(false, `llama-tiny + attention_bias: llama.cpp loads and evaluates the GGUF: ${e.message}`);
+        }
     }
     // quantized: llama.cpp and deepcast on the same file
     const f32 = bf16 + ".f32.gguf";

@@ -1,0 +1,304 @@
+/* AVX2 fast paths of the K-quant scale searches: 8 sub-blocks at once, one per lane of a __m256.
+ *
+ * Each lane performs exactly the operations of the scalar code in dc_quants_k.c (make_qkx_quants
+ * for Q4_K / Q5_K, dcq_make_qx_quants for Q6_K), in the same order, each one correctly rounded
+ * (add, sub, mul, div; no FMA: the target is "avx2" only and the build uses -ffp-contract=off;
+ * no rcp/rsqrt), so every lane's result is bit-identical to the scalar search on its sub-block.
+ * Lane-wise branches become masks: a lane takes an update only where the scalar code would, and
+ * the lanes the scalar code leaves early (degenerate sub-blocks) get the scalar early results at
+ * the end. Comparisons use the ordered predicates of C's < > <= == (false on NaN), != the
+ * unordered one; min/max use vminps/vmaxps operand order so that (x < m ? x : m) holds exactly.
+ *
+ * Chosen at run time (dcq_x8_enabled: CPU has AVX2, DC_QUANTS_SCALAR unset, dc_quants_simd);
+ * the default build stays portable (only these functions carry the target attribute).
+ * tests/test_quants.c checks the fast paths against the scalar ones byte for byte. */
+#include "dc_quants_impl.h"
+#include <stdlib.h>
+
+static int x8_mode = -1; /* -1: not yet decided, 0: scalar, 1: AVX2 */
+
+static int x8_cpu(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    return __builtin_cpu_supports("avx2") ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
+static int x8_default(void)
+{
+    const char *e = getenv("DC_QUANTS_SCALAR");
+    return e && *e && *e != '0' ? 0 : x8_cpu();
+}
+
+bool dcq_x8_enabled(void)
+{
+    int m = __atomic_load_n(&x8_mode, __ATOMIC_RELAXED);
+    if (m < 0) {
+        m = x8_default();
+        __atomic_store_n(&x8_mode, m, __ATOMIC_RELAXED);
+    }
+    return m != 0;
+}
+
+bool dc_quants_simd(int mode)
+{
+    int m = mode < 0 ? x8_default() : mode > 0 ? x8_cpu() : 0;
+    __atomic_store_n(&x8_mode, m, __ATOMIC_RELAXED);
+    return m != 0;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define X8 __attribute__((target("avx2")))
+
+/* dcq_nearest_int per lane: the 1.5 * 2^23 addition, then the low mantissa bits */
+static inline X8 __m256i nearest8(__m256 f)
+{
+    __m256i i = _mm256_castps_si256(_mm256_add_ps(f, _mm256_set1_ps(12582912.f)));
+    return _mm256_sub_epi32(_mm256_and_si256(i, _mm256_set1_epi32(0x007fffff)), _mm256_set1_epi32(0x00400000));
+}
+
+static inline X8 __m256 sel(__m256 a, __m256 b, __m256 m) { return _mm256_blendv_ps(a, b, m); } /* m ? b : a */
+
+/* The searches below are latency bound (each lane's sums are serial, in the scalar order), so
+ * they run G = 1 or 2 independent groups of 8 sub-blocks interleaved; the groups never mix. */
+#define X8_INLINE static inline __attribute__((always_inline, target("avx2")))
+
+/* make_qkx_quants(32, nmax, x + 32*j, weights + 32*j, ...) for j = 0..7 of each group g (weights
+ * non-NULL, use_mad false, nstep >= 1); v3: make_qkx3's degenerate test (max <= min) instead of
+ * make_qkx2's (max == min). Group g: x[g][256], w[g][256] -> L[g][256], scales[g][8], mins[g][8]
+ * (the_min). */
+X8_INLINE void qkx_body(const int G, const float *const *xs, const float *const *ws, int nmax, float rmin,
+                        float rdelta, int nstep, bool v3, uint8_t *const *Ls, float *const *scs, float *const *mns)
+{
+    const __m256i idx = _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224);
+    const __m256 zero = _mm256_setzero_ps(), ones = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    const __m256i vnmax = _mm256_set1_epi32(nmax), izero = _mm256_setzero_si256();
+    __m256 xt[2][32], wt[2][32], lbest[2][32], laux[2][32];
+    __m256 min[2], max[2], sum_w[2], sum_x[2], min0[2], deg[2], live[2], scale[2], best_error[2];
+    for (int g = 0; g < G; g++)
+        for (int i = 0; i < 32; i++) {
+            xt[g][i] = _mm256_i32gather_ps(xs[g] + i, idx, 4);
+            wt[g][i] = _mm256_i32gather_ps(ws[g] + i, idx, 4);
+        }
+    for (int g = 0; g < G; g++) {
+        min[g] = max[g] = xt[g][0];
+        sum_w[g] = wt[g][0];
+        sum_x[g] = _mm256_mul_ps(sum_w[g], xt[g][0]);
+    }
+    for (int i = 1; i < 32; i++)
+        for (int g = 0; g < G; g++) {
+            min[g] = _mm256_min_ps(xt[g][i], min[g]); /* x < min ? x : min */
+            max[g] = _mm256_max_ps(xt[g][i], max[g]); /* x > max ? x : max */
+            sum_w[g] = _mm256_add_ps(sum_w[g], wt[g][i]);
+            sum_x[g] = _mm256_add_ps(sum_x[g], _mm256_mul_ps(wt[g][i], xt[g][i]));
+        }
+    int any_live = 0;
+    __m256 iscale[2];
+    for (int g = 0; g < G; g++) {
+        min[g] = sel(min[g], zero, _mm256_cmp_ps(min[g], zero, _CMP_GT_OQ)); /* if (min > 0) min = 0 */
+        min0[g] = min[g];
+        deg[g] = v3 ? _mm256_cmp_ps(max[g], min[g], _CMP_LE_OQ) : _mm256_cmp_ps(max[g], min[g], _CMP_EQ_OQ);
+        live[g] = _mm256_xor_ps(deg[g], ones);
+        any_live |= _mm256_movemask_ps(live[g]);
+        iscale[g] = _mm256_div_ps(_mm256_set1_ps((float)nmax), _mm256_sub_ps(max[g], min[g]));
+        scale[g] = _mm256_div_ps(_mm256_set1_ps(1.f), iscale[g]);
+        best_error[g] = zero;
+    }
+    for (int i = 0; i < 32; i++)
+        for (int g = 0; g < G; g++) {
+            __m256i l = nearest8(_mm256_mul_ps(iscale[g], _mm256_sub_ps(xt[g][i], min[g])));
+            l = _mm256_max_epi32(izero, _mm256_min_epi32(vnmax, l));
+            lbest[g][i] = _mm256_cvtepi32_ps(l);
+            __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(scale[g], lbest[g][i]), min[g]), xt[g][i]);
+            diff = _mm256_mul_ps(diff, diff);
+            best_error[g] = _mm256_add_ps(best_error[g], _mm256_mul_ps(wt[g][i], diff));
+        }
+    for (int is = 0; is <= nstep && any_live; is++) {
+        const __m256 num = _mm256_set1_ps(rmin + rdelta * (float)is + (float)nmax);
+        __m256 sum_l[2], sum_l2[2], sum_xl[2];
+        for (int g = 0; g < G; g++) {
+            /* min is the best fit's so far, as in the scalar loop */
+            iscale[g] = _mm256_div_ps(num, _mm256_sub_ps(max[g], min[g]));
+            sum_l[g] = sum_l2[g] = sum_xl[g] = zero;
+        }
+        for (int i = 0; i < 32; i++)
+            for (int g = 0; g < G; g++) {
+                __m256i l = nearest8(_mm256_mul_ps(iscale[g], _mm256_sub_ps(xt[g][i], min[g])));
+                l = _mm256_max_epi32(izero, _mm256_min_epi32(vnmax, l));
+                const __m256 lf = _mm256_cvtepi32_ps(l);
+                laux[g][i] = lf;
+                const __m256 wl = _mm256_mul_ps(wt[g][i], lf);
+                sum_l[g] = _mm256_add_ps(sum_l[g], wl);
+                sum_l2[g] = _mm256_add_ps(sum_l2[g], _mm256_mul_ps(wl, lf));
+                sum_xl[g] = _mm256_add_ps(sum_xl[g], _mm256_mul_ps(wl, xt[g][i]));
+            }
+        __m256 dpos[2], this_scale[2], this_min[2], err[2];
+        int any_d = 0;
+        for (int g = 0; g < G; g++) {
+            const __m256 D = _mm256_sub_ps(_mm256_mul_ps(sum_w[g], sum_l2[g]), _mm256_mul_ps(sum_l[g], sum_l[g]));
+            dpos[g] = _mm256_and_ps(live[g], _mm256_cmp_ps(D, zero, _CMP_GT_OQ));
+            any_d |= _mm256_movemask_ps(dpos[g]);
+            this_scale[g] = _mm256_div_ps(
+                _mm256_sub_ps(_mm256_mul_ps(sum_w[g], sum_xl[g]), _mm256_mul_ps(sum_x[g], sum_l[g])), D);
+            this_min[g] = _mm256_div_ps(
+                _mm256_sub_ps(_mm256_mul_ps(sum_l2[g], sum_x[g]), _mm256_mul_ps(sum_l[g], sum_xl[g])), D);
+            const __m256 mpos = _mm256_cmp_ps(this_min[g], zero, _CMP_GT_OQ);
+            this_min[g] = sel(this_min[g], zero, mpos);
+            this_scale[g] = sel(this_scale[g], _mm256_div_ps(sum_xl[g], sum_l2[g]), mpos);
+            err[g] = zero;
+        }
+        if (!any_d)
+            continue;
+        for (int i = 0; i < 32; i++)
+            for (int g = 0; g < G; g++) {
+                __m256 diff =
+                    _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(this_scale[g], laux[g][i]), this_min[g]), xt[g][i]);
+                diff = _mm256_mul_ps(diff, diff);
+                err[g] = _mm256_add_ps(err[g], _mm256_mul_ps(wt[g][i], diff));
+            }
+        for (int g = 0; g < G; g++) {
+            const __m256 better = _mm256_and_ps(dpos[g], _mm256_cmp_ps(err[g], best_error[g], _CMP_LT_OQ));
+            if (!_mm256_movemask_ps(better))
+                continue;
+            for (int i = 0; i < 32; i++)
+                lbest[g][i] = sel(lbest[g][i], laux[g][i], better);
+            best_error[g] = sel(best_error[g], err[g], better);
+            scale[g] = sel(scale[g], this_scale[g], better);
+            min[g] = sel(min[g], this_min[g], better);
+        }
+    }
+    for (int g = 0; g < G; g++) {
+        /* degenerate lanes: L = 0, the_min = -min, scale 0 */
+        _mm256_storeu_ps(scs[g], sel(scale[g], zero, deg[g]));
+        _mm256_storeu_ps(mns[g], _mm256_xor_ps(sel(min[g], min0[g], deg[g]), _mm256_set1_ps(-0.f)));
+        for (int i = 0; i < 32; i++) {
+            int32_t li[8];
+            _mm256_storeu_si256((__m256i *)(void *)li, _mm256_cvtps_epi32(sel(lbest[g][i], zero, deg[g])));
+            for (int j = 0; j < 8; j++)
+                Ls[g][32 * j + i] = (uint8_t)li[j];
+        }
+    }
+}
+
+X8 void dcq_qkx_x8(const float *restrict x, const float *restrict weights, int nmax, float rmin, float rdelta,
+                   int nstep, bool v3, uint8_t *restrict L, float *restrict scales, float *restrict mins)
+{
+    const float *xs[1] = {x}, *ws[1] = {weights};
+    uint8_t *Ls[1] = {L};
+    float *scs[1] = {scales}, *mns[1] = {mins};
+    qkx_body(1, xs, ws, nmax, rmin, rdelta, nstep, v3, Ls, scs, mns);
+}
+
+X8 void dcq_qkx_x8x2(const float *x0, const float *w0, const float *x1, const float *w1, int nmax, float rmin,
+                     float rdelta, int nstep, bool v3, uint8_t *L0, uint8_t *L1, float *scales0, float *scales1,
+                     float *mins0, float *mins1)
+{
+    const float *xs[2] = {x0, x1}, *ws[2] = {w0, w1};
+    uint8_t *Ls[2] = {L0, L1};
+    float *scs[2] = {scales0, scales1}, *mns[2] = {mins0, mins1};
+    qkx_body(2, xs, ws, nmax, rmin, rdelta, nstep, v3, Ls, scs, mns);
+}
+
+/* dcq_make_qx_quants(16, 32, x + 16*j, L + 16*j, 1, qw ? qw + 16*j : NULL) for j = 0..15, as
+ * two interleaved groups of 8: L[256], scales[16] */
+X8 void dcq_qx_x16(const float *restrict x, const float *restrict qw, int8_t *restrict L, float *restrict scales)
+{
+    enum { N = 16, NMAX = 32, G = 2 };
+    const __m256i idx = _mm256_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112);
+    const __m256 zero = _mm256_setzero_ps(), absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256i lo = _mm256_set1_epi32(-NMAX), hi = _mm256_set1_epi32(NMAX - 1);
+    __m256 xt[G][N], wt[G][N], lbest[G][N], lcur[G][N];
+    __m256 max[G], amax[G], small[G], iscale[G], sumlx[G], suml2[G], scale[G], best[G];
+    for (int g = 0; g < G; g++) {
+        max[g] = amax[g] = zero;
+        for (int i = 0; i < N; i++) {
+            xt[g][i] = _mm256_i32gather_ps(x + 128 * g + i, idx, 4);
+            wt[g][i] = qw ? _mm256_i32gather_ps(qw + 128 * g + i, idx, 4) : _mm256_mul_ps(xt[g][i], xt[g][i]);
+            const __m256 ax = _mm256_and_ps(xt[g][i], absmask);
+            const __m256 m = _mm256_cmp_ps(ax, amax[g], _CMP_GT_OQ);
+            amax[g] = sel(amax[g], ax, m);
+            max[g] = sel(max[g], xt[g][i], m);
+        }
+        small[g] = _mm256_cmp_ps(amax[g], _mm256_set1_ps(DCQ_GROUP_MAX_EPS), _CMP_LT_OQ);
+        iscale[g] = _mm256_div_ps(_mm256_set1_ps((float)-NMAX), max[g]);
+        sumlx[g] = suml2[g] = zero;
+    }
+    for (int i = 0; i < N; i++)
+        for (int g = 0; g < G; g++) {
+            __m256i l = nearest8(_mm256_mul_ps(iscale[g], xt[g][i]));
+            l = _mm256_max_epi32(lo, _mm256_min_epi32(hi, l));
+            const __m256 lf = _mm256_cvtepi32_ps(l);
+            lbest[g][i] = lf;
+            sumlx[g] = _mm256_add_ps(sumlx[g], _mm256_mul_ps(_mm256_mul_ps(wt[g][i], xt[g][i]), lf));
+            suml2[g] = _mm256_add_ps(suml2[g], _mm256_mul_ps(_mm256_mul_ps(wt[g][i], lf), lf));
+        }
+    for (int g = 0; g < G; g++) {
+        scale[g] = _mm256_and_ps(_mm256_cmp_ps(suml2[g], zero, _CMP_NEQ_UQ), _mm256_div_ps(sumlx[g], suml2[g]));
+        best[g] = _mm256_mul_ps(scale[g], sumlx[g]);
+    }
+    for (int is = -9; is <= 9; is++) {
+        if (is == 0)
+            continue;
+        const __m256 num = _mm256_set1_ps(-((float)NMAX + 0.1f * (float)is));
+        for (int g = 0; g < G; g++) {
+            iscale[g] = _mm256_div_ps(num, max[g]);
+            sumlx[g] = suml2[g] = zero;
+        }
+        for (int i = 0; i < N; i++)
+            for (int g = 0; g < G; g++) {
+                __m256i l = nearest8(_mm256_mul_ps(iscale[g], xt[g][i]));
+                l = _mm256_max_epi32(lo, _mm256_min_epi32(hi, l));
+                const __m256 lf = _mm256_cvtepi32_ps(l);
+                lcur[g][i] = lf;
+                sumlx[g] = _mm256_add_ps(sumlx[g], _mm256_mul_ps(_mm256_mul_ps(wt[g][i], xt[g][i]), lf));
+                suml2[g] = _mm256_add_ps(suml2[g], _mm256_mul_ps(_mm256_mul_ps(wt[g][i], lf), lf));
+            }
+        for (int g = 0; g < G; g++) {
+            const __m256 take = _mm256_and_ps(
+                _mm256_cmp_ps(suml2[g], zero, _CMP_GT_OQ),
+                _mm256_cmp_ps(_mm256_mul_ps(sumlx[g], sumlx[g]), _mm256_mul_ps(best[g], suml2[g]), _CMP_GT_OQ));
+            if (!_mm256_movemask_ps(take))
+                continue;
+            for (int i = 0; i < N; i++)
+                lbest[g][i] = sel(lbest[g][i], lcur[g][i], take);
+            const __m256 sc = _mm256_div_ps(sumlx[g], suml2[g]);
+            scale[g] = sel(scale[g], sc, take);
+            best[g] = sel(best[g], _mm256_mul_ps(sc, sumlx[g]), take);
+        }
+    }
+    /* lanes with amax < eps: L = 0, scale 0 */
+    const __m256 nm = _mm256_set1_ps((float)NMAX);
+    for (int g = 0; g < G; g++) {
+        _mm256_storeu_ps(scales + 8 * g, sel(scale[g], zero, small[g]));
+        for (int i = 0; i < N; i++) {
+            int32_t li[8];
+            _mm256_storeu_si256((__m256i *)(void *)li,
+                                _mm256_cvtps_epi32(sel(_mm256_add_ps(lbest[g][i], nm), zero, small[g])));
+            for (int j = 0; j < 8; j++)
+                L[128 * g + N * j + i] = (int8_t)li[j];
+        }
+    }
+}
+
+#else /* no x86-64 GCC/clang: never called (dcq_x8_enabled is false) */
+
+void dcq_qkx_x8(const float *restrict x, const float *restrict weights, int nmax, float rmin, float rdelta,
+                int nstep, bool v3, uint8_t *restrict L, float *restrict scales, float *restrict mins)
+{
+    abort();
+}
+void dcq_qkx_x8x2(const float *x0, const float *w0, const float *x1, const float *w1, int nmax, float rmin,
+                  float rdelta, int nstep, bool v3, uint8_t *L0, uint8_t *L1, float *scales0, float *scales1,
+                  float *mins0, float *mins1)
+{
+    abort();
+}
+void dcq_qx_x16(const float *restrict x, const float *restrict qw, int8_t *restrict L, float *restrict scales)
+{
+    abort();
+}
+#endif
