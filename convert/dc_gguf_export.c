@@ -285,8 +285,13 @@ static dc_status build_plan(const dc_ckpt *ck, const dc_gguf_export_opts *o, pla
              * ffn_up_exps, down_proj ffn_down_exps; each expert read through its 2-D view */
             if (fscale)
                 continue;
-            if (fl < 0 || fl >= n_all || (fl >= c->n_layers && !keep_mtp))
-                continue; /* a dropped MTP layer; outside the config: reported by the checks below */
+            if (fl < 0 || fl >= n_all || c->n_experts_routed < 1) {
+                st = dc_err_set(err, DC_ERR_MODEL, "%s: tensor %s: layer %d is outside the config (%d layers, %d routed experts)",
+                                dc_ckpt_file_name(ck, t), t->name, fl, n_all, c->n_experts_routed);
+                break;
+            }
+            if (fl >= c->n_layers && !keep_mtp)
+                continue; /* a dropped MTP layer */
             for (int k = fwhich ? 2 : 0; k < (fwhich ? 3 : 2) && !st; k++) {
                 if (exp_item[fl * 3 + k]) {
                     st = dc_err_set(err, DC_ERR_MODEL, "%s: layer %d has both fused and per-expert routed experts",
