@@ -455,15 +455,10 @@ dc_status dc_model_load(const dc_ckpt *ck, const dc_fwd_opts *opts, dc_model **o
     dc_expect *ex = NULL;
     size_t n_ex = 0;
 
-    if (m->opts.mtp && !m->dense && c->n_mtp_layers >= 1) {
+    if (m->opts.mtp && !m->dense && c->n_mtp_layers == 1) { /* DeepSeek-V3's layout; more are not run */
         char nm[96];
         snprintf(nm, sizeof nm, "model.layers.%d.eh_proj.weight", c->n_layers);
-        if (c->n_mtp_layers > 1) {
-            st = dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: %d MTP layers; deepcast runs one (DeepSeek-V3's layout)", ck->path,
-                            c->n_mtp_layers);
-            goto fail;
-        }
-        m->n_mtp = dc_ckpt_find(ck, nm) || dc_ckpt_layer_has_fused_experts(ck, c->n_layers) ? 1 : 0;
+        m->n_mtp = dc_ckpt_find(ck, nm) ? 1 : 0;
     }
     m->layers = dc_calloc((size_t)(m->n_layers + m->n_mtp), sizeof *m->layers, err);
     m->moe_layers = dc_calloc((size_t)(m->n_layers + m->n_mtp), sizeof *m->moe_layers, err);

@@ -23,8 +23,8 @@ typedef struct dc_fwd_opts {
     int64_t max_seq_len;  /* model.py's ModelArgs.max_seq_len (16384): YaRN and mscale^2 apply iff it exceeds
                            * rope_scaling.original_max_position_embeddings */
     uint64_t mem_budget;  /* bytes of dequantised f32 weights kept between calls (0 = none) */
-    bool mtp;             /* also load and run the MTP layer (DeepSeek-V3's num_nextn_predict_layers = 1)
-                           * when the checkpoint has it: its routing is recorded as the last routed layer
+    bool mtp;             /* also load and run the MTP layer when the config has exactly one
+                           * (num_nextn_predict_layers = 1, DeepSeek-V3) and the checkpoint has it: its routing is recorded as the last routed layer
                            * (tokens 0..n-2; the last token has no MTP input: ids -1). See docs/forward.md */
 } dc_fwd_opts;
 
