@@ -20,10 +20,9 @@
 // usage: node distill_llama.mjs DEEPCAST DISTILL_NPM_DIR SCRATCH_DIR
 // Prints one line per check and "N passed, N failed"; exits 1 on failure, 77 (skipped) when
 // node-llama-cpp is not installed.
-import {execFileSync} from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import {checker, compare, fmt, loadNodeLlamaCpp, readF32} from "./lib.mjs";
+import {checker, compare, fmt, loadNodeLlamaCpp, readF32, runner} from "./lib.mjs";
 
 const [dc, npmDir, scratch] = process.argv.slice(2);
 if (!dc || !npmDir || !scratch) {
@@ -32,9 +31,7 @@ if (!dc || !npmDir || !scratch) {
 }
 const {getLlama, LlamaLogLevel, readGgufFileInfo} = await loadNodeLlamaCpp();
 const {check, finish} = checker();
-function run(args) {
-    return execFileSync(dc, ["-q", ...args], {encoding: "utf8", maxBuffer: 1 << 28});
-}
+const run = runner(dc);
 
 fs.rmSync(scratch, {recursive: true, force: true});
 fs.mkdirSync(scratch, {recursive: true});

@@ -1,5 +1,7 @@
 // Shared helpers of the interop tests (gguf_llama.mjs, quant_llama.mjs, distill_llama.mjs).
+import {execFileSync} from "node:child_process";
 import fs from "node:fs";
+import path from "node:path";
 
 // node-llama-cpp, or exit 77 (ctest's "skipped") when it is not installed.
 export async function loadNodeLlamaCpp() {
@@ -63,3 +65,27 @@ export function compare(a, b, V, toks) {
 
 export const fmt = r => `max|d logprob| next-token ${r.next.toExponential(2)}, all tokens ${r.all.toExponential(2)}, ` +
     `mean KL ${r.kl.toExponential(2)}, top-1 ${(100 * r.top).toFixed(1)}%`;
+
+// run(args): `deepcast -q ARGS`, its stdout.
+export function runner(dc) {
+    return (args, opts = {}) => execFileSync(dc, ["-q", ...args], {encoding: "utf8", maxBuffer: 1 << 28, ...opts});
+}
+
+// The oracle checkpoints have no tokenizer files, and node-llama-cpp cannot load a model whose
+// tokenizer.ggml.model is "none" (it tokenizes while loading). The mkmodel presets' tokenizers have
+// the oracle's vocabulary size (3000) and BOS/EOS ids: makes scratch/tok-v3 and scratch/tok-v2 (v3-tiny,
+// v2-lite-tiny) and returns withTokenizer(variant, "tok-v3" | "tok-v2"): a writable copy of the oracle
+// checkpoint in scratch with that tokenizer.
+export function oracleTokenizers(run, oracle, scratch) {
+    run(["mkmodel", path.join(scratch, "tok-v3"), "--preset", "v3-tiny"]);
+    run(["mkmodel", path.join(scratch, "tok-v2"), "--preset", "v2-lite-tiny"]);
+    return (variant, tok) => {
+        const dst = path.join(scratch, variant);
+        fs.cpSync(path.join(oracle, "models", variant), dst, {recursive: true});
+        for (const f of fs.readdirSync(dst))
+            fs.chmodSync(path.join(dst, f), 0o644);
+        for (const f of ["tokenizer.json", "tokenizer_config.json"])
+            fs.copyFileSync(path.join(scratch, tok, f), path.join(dst, f));
+        return dst;
+    };
+}

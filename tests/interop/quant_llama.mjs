@@ -29,11 +29,10 @@
 // usage: node quant_llama.mjs DEEPCAST ORACLE_DIR SCRATCH_DIR
 // Prints one line per check and "N passed, N failed"; exits 1 on failure, 77 (skipped) when
 // node-llama-cpp is not installed (cd tests/interop && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm ci).
-import {execFileSync} from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import {checker, compare, fmt, loadNodeLlamaCpp, readF32} from "./lib.mjs";
+import {checker, compare, fmt, loadNodeLlamaCpp, oracleTokenizers, readF32, runner} from "./lib.mjs";
 
 const [dc, oracle, scratch] = process.argv.slice(2);
 if (!dc || !oracle || !scratch) {
@@ -44,28 +43,12 @@ const nlc = await loadNodeLlamaCpp();
 const {getLlama, LlamaLogLevel, readGgufFileInfo, GgmlType} = nlc;
 
 const {check, finish} = checker();
-function run(args, opts = {}) {
-    return execFileSync(dc, ["-q", ...args], {encoding: "utf8", maxBuffer: 1 << 28, ...opts});
-}
+const run = runner(dc);
 
 fs.rmSync(scratch, {recursive: true, force: true});
 fs.mkdirSync(scratch, {recursive: true});
-const M = path.join(oracle, "models"), G = path.join(oracle, "golden");
-
-// The oracle checkpoints have no tokenizer files, and node-llama-cpp cannot load a model whose
-// tokenizer.ggml.model is "none" (it tokenizes while loading). The mkmodel presets' tokenizers
-// have the oracle's vocabulary size (3000) and BOS/EOS ids, so each copy gets one.
-run(["mkmodel", path.join(scratch, "tok-v3"), "--preset", "v3-tiny"]);
-run(["mkmodel", path.join(scratch, "tok-v2"), "--preset", "v2-lite-tiny"]);
-function withTokenizer(variant, tok) {
-    const dst = path.join(scratch, variant);
-    fs.cpSync(path.join(M, variant), dst, {recursive: true});
-    for (const f of fs.readdirSync(dst))
-        fs.chmodSync(path.join(dst, f), 0o644);
-    for (const f of ["tokenizer.json", "tokenizer_config.json"])
-        fs.copyFileSync(path.join(scratch, tok, f), path.join(dst, f));
-    return dst;
-}
+const G = path.join(oracle, "golden");
+const withTokenizer = oracleTokenizers(run, oracle, scratch);
 
 const sha = f => crypto.createHash("sha256").update(fs.readFileSync(f)).digest("hex");
 
