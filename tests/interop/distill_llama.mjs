@@ -22,7 +22,7 @@
 // node-llama-cpp is not installed.
 import fs from "node:fs";
 import path from "node:path";
-import {checker, compare, fmt, loadNodeLlamaCpp, readF32, runner} from "./lib.mjs";
+import {checker, compare, fmt, loadNodeLlamaCpp, readF32, runner, sequenceLogits} from "./lib.mjs";
 
 const [dc, npmDir, scratch] = process.argv.slice(2);
 if (!dc || !npmDir || !scratch) {
@@ -39,19 +39,9 @@ const llama = await getLlama({gpu: false, build: "never", logLevel: LlamaLogLeve
 
 async function llamaLogits(gguf, toks) {
     const model = await llama.loadModel({modelPath: gguf});
-    const ctx = await model.createContext({
-        contextSize: 512, batchSize: 512, sequences: 1, flashAttention: false,
-        experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32",
-    });
-    const res = await ctx.getSequence().controlledEvaluate(toks.map(t => [t, {generateNext: {logits: true}}]));
-    const V = res[0].next.logits.size;
-    const out = new Float32Array(toks.length * V).fill(-Infinity);
-    for (let i = 0; i < toks.length; i++)
-        for (const [t, v] of res[i].next.logits)
-            out[i * V + t] = v;
-    await ctx.dispose();
+    const r = await sequenceLogits(model, toks, {flashAttention: false});
     await model.dispose();
-    return {logits: out, V};
+    return r;
 }
 function dcLogits(model, tokFile, out) {
     run(["logits", model, "--tokens", tokFile, "--out", out]);

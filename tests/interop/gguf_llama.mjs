@@ -13,7 +13,7 @@
 // node-llama-cpp is not installed (cd tests/interop && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm ci).
 import fs from "node:fs";
 import path from "node:path";
-import {checker, compare, fmt, loadNodeLlamaCpp, oracleTokenizers, readF32, runner} from "./lib.mjs";
+import {checker, compare, fmt, loadNodeLlamaCpp, oracleTokenizers, readF32, runner, sequenceLogits} from "./lib.mjs";
 
 const [dc, oracle, scratch] = process.argv.slice(2);
 if (!dc || !oracle || !scratch) {
@@ -42,20 +42,9 @@ const llama = await getLlama({gpu: false, build: "never", logLevel: LlamaLogLeve
 async function llamaLogits(gguf, toks) {
     const model = await llama.loadModel({modelPath: gguf});
     const V = model.tokens.vocabularySize ?? model.fileInsights?.vocabularySize;
-    // F32 KV cache: the default F16 cache alone moves log-probabilities by ~1e-3
-    const ctx = await model.createContext({
-        contextSize: 256, batchSize: 256, sequences: 1,
-        experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32",
-    });
-    const res = await ctx.getSequence().controlledEvaluate(toks.map(t => [t, {generateNext: {logits: true}}]));
-    const nv = res[0].next.logits.size;
-    const out = new Float32Array(toks.length * nv).fill(-Infinity);
-    for (let i = 0; i < toks.length; i++)
-        for (const [t, v] of res[i].next.logits)
-            out[i * nv + t] = v;
-    await ctx.dispose();
+    const r = await sequenceLogits(model, toks);
     await model.dispose();
-    return {logits: out, V: nv, vocab: V};
+    return {...r, vocab: V};
 }
 
 const cases = [

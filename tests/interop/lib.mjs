@@ -89,3 +89,23 @@ export function oracleTokenizers(run, oracle, scratch) {
         return dst;
     };
 }
+
+// Next-token logits of llama.cpp for every position of toks, from a fresh context of a loaded model:
+// {logits: Float32Array [L][V] (-Infinity where llama.cpp gives none), V}. An F32 KV cache (the
+// default F16 cache alone moves log-probabilities by ~1e-3); extra: more context options (e.g.
+// flashAttention: false).
+export async function sequenceLogits(model, toks, extra = {}) {
+    const size = toks.length <= 256 ? 256 : 512;
+    const ctx = await model.createContext({
+        contextSize: size, batchSize: size, sequences: 1,
+        experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32", ...extra,
+    });
+    const res = await ctx.getSequence().controlledEvaluate(toks.map(t => [t, {generateNext: {logits: true}}]));
+    const V = res[0].next.logits.size;
+    const out = new Float32Array(toks.length * V).fill(-Infinity);
+    for (let i = 0; i < toks.length; i++)
+        for (const [t, v] of res[i].next.logits)
+            out[i * V + t] = v;
+    await ctx.dispose();
+    return {logits: out, V};
+}

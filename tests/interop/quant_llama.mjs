@@ -32,7 +32,7 @@
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import {checker, compare, fmt, loadNodeLlamaCpp, oracleTokenizers, readF32, runner} from "./lib.mjs";
+import {checker, compare, fmt, loadNodeLlamaCpp, oracleTokenizers, readF32, runner, sequenceLogits} from "./lib.mjs";
 
 const [dc, oracle, scratch] = process.argv.slice(2);
 if (!dc || !oracle || !scratch) {
@@ -59,19 +59,7 @@ async function llamaLogits(gguf, seqs) { // one model load, one fresh context pe
     const out = [];
     try {
         for (const toks of seqs) {
-            // F32 KV cache: the default F16 cache alone moves log-probabilities by ~1e-3
-            const ctx = await model.createContext({
-                contextSize: 256, batchSize: 256, sequences: 1,
-                experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32",
-            });
-            const res = await ctx.getSequence().controlledEvaluate(toks.map(t => [t, {generateNext: {logits: true}}]));
-            const nv = res[0].next.logits.size;
-            const lg = new Float32Array(toks.length * nv).fill(-Infinity);
-            for (let i = 0; i < toks.length; i++)
-                for (const [t, v] of res[i].next.logits)
-                    lg[i * nv + t] = v;
-            await ctx.dispose();
-            out.push({logits: lg, V: nv});
+            out.push(await sequenceLogits(model, toks));
         }
     } finally {
         await model.dispose();
