@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "dc_convert.h"
+#include "dc_par.h"
 #include "dc_experts.h"
 #include "dc_ckdir.h"
 #include "dc_float.h"
@@ -388,6 +389,41 @@ static double now_s(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+typedef struct crun {
+    const plan *p;
+    const dc_convert_opts *o;
+    const unit *units;
+} crun;
+
+typedef struct cbuf {
+    float *f;
+    uint8_t *o;
+    size_t cap;
+} cbuf;
+
+static dc_status crun_unit(void *ctx, size_t k, void *tls, dc_err *err)
+{
+    const crun *r = ctx;
+    cbuf *b = tls;
+    return run_unit(r->p, &r->units[k], r->o, &b->f, &b->o, &b->cap, err);
+}
+
+static void cbuf_free(void *tls)
+{
+    cbuf *b = tls;
+    free(b->f);
+    free(b->o);
+}
+
+/* bytes a unit wrote, for the progress line */
+static uint64_t crun_bytes(void *ctx, size_t k)
+{
+    const crun *r = ctx;
+    const unit *u = &r->units[k];
+    const item *it = &r->p->items[u->item];
+    return it->op == OP_COPY ? u->b - u->a : (u->b - u->a) * (uint64_t)it->cols * (uint64_t)dc_dtype_size(it->out_dtype);
+}
+
 static dc_status execute(const plan *p, const dc_convert_opts *o, dc_err *err)
 {
     /* split into units: row blocks for transforms, 64 MB chunks for copies */
@@ -413,60 +449,12 @@ static dc_status execute(const plan *p, const dc_convert_opts *o, dc_err *err)
                 break;
         }
     }
-    volatile int failed = 0;
-    dc_err first = {0};
-    size_t done = 0;
-    double t0 = now_s(), last = t0;
-    uint64_t bytes_total = dc_stw_total_bytes(p->w), bytes_done = 0;
-#pragma omp parallel
-    {
-        float *fbuf = NULL;
-        uint8_t *obuf = NULL;
-        size_t bcap = 0;
-#pragma omp for schedule(dynamic, 1)
-        for (long k = 0; k < (long)n_units; k++) {
-            if (failed)
-                continue;
-            dc_err le = {0};
-            dc_status st = run_unit(p, &units[k], o, &fbuf, &obuf, &bcap, &le);
-            if (st) {
-#pragma omp critical(dc_convert_err)
-                if (!failed) {
-                    failed = 1;
-                    first = le;
-                }
-                continue;
-            }
-            const item *it = &p->items[units[k].item];
-            uint64_t b = it->op == OP_COPY ? units[k].b - units[k].a
-                                           : (units[k].b - units[k].a) * (uint64_t)it->cols *
-                                                 (uint64_t)dc_dtype_size(it->out_dtype);
-#pragma omp atomic
-            done++;
-#pragma omp atomic
-            bytes_done += b;
-            if (o->progress && omp_get_thread_num() == 0) {
-                double t = now_s();
-                if (t - last > 0.25) {
-                    last = t;
-                    double rate = (double)bytes_done / (t - t0 + 1e-9);
-                    fprintf(stderr, "\rconvert: %zu/%zu units, %.2f GB/s, ETA %.0f s   ", done, n_units, rate / 1e9,
-                            rate > 0 ? (double)(bytes_total - bytes_done) / rate : 0.0);
-                }
-            }
-        }
-        free(fbuf);
-        free(obuf);
-    }
-    if (o->progress)
-        fprintf(stderr, "\r%60s\r", "");
+    crun rc = {p, o, units};
+    dc_par_job job = {n_units, crun_unit, &rc, sizeof(cbuf), cbuf_free, o->progress ? "convert:" : NULL, crun_bytes,
+                      dc_stw_total_bytes(p->w)};
+    dc_status st = dc_par_run(&job, err);
     free(units);
-    if (failed) {
-        if (err)
-            *err = first;
-        return first.code ? first.code : DC_ERR_IO;
-    }
-    return DC_OK;
+    return st;
 }
 
 dc_status dc_convert(const char *in_path, const char *out_dir, const dc_convert_opts *o, FILE *planf,

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "dc_gguf_export.h"
+#include "dc_par.h"
 #include "dc_experts.h"
 #include "dc_float.h"
 #include "dc_ggml.h"
@@ -1211,6 +1212,25 @@ static dc_status run_unit(const plan *p, const unit *u, bufs *b, dc_err *err)
     return dc_ggufw_write(p->w, it->wi, (uint64_t)u->a * rb, b->o, (size_t)((uint64_t)nr * rb), err);
 }
 
+typedef struct xrun {
+    const plan *p;
+    const unit *units;
+} xrun;
+
+static dc_status xrun_unit(void *ctx, size_t k, void *tls, dc_err *err)
+{
+    const xrun *r = ctx;
+    return run_unit(r->p, &r->units[k], tls, err);
+}
+
+static void bufs_free(void *tls)
+{
+    bufs *b = tls;
+    free(b->f);
+    free(b->g);
+    free(b->o);
+}
+
 static dc_status execute(const plan *p, const dc_gguf_export_opts *o, dc_err *err)
 {
     size_t n_units = 0, cap = 0;
@@ -1239,49 +1259,11 @@ static dc_status execute(const plan *p, const dc_gguf_export_opts *o, dc_err *er
             }
         }
     }
-    volatile int failed = 0;
-    dc_err first = {0};
-    size_t done = 0;
-    double t0 = now_s(), last = t0;
-#pragma omp parallel
-    {
-        bufs b = {0};
-#pragma omp for schedule(dynamic, 1)
-        for (long k = 0; k < (long)n_units; k++) {
-            if (failed)
-                continue;
-            dc_err le = {0};
-            if (run_unit(p, &units[k], &b, &le)) {
-#pragma omp critical(dc_gguf_export_err)
-                if (!failed) {
-                    failed = 1;
-                    first = le;
-                }
-                continue;
-            }
-#pragma omp atomic
-            done++;
-            if (o->progress && omp_get_thread_num() == 0) {
-                double t = now_s();
-                if (t - last > 0.25) {
-                    last = t;
-                    fprintf(stderr, "\rconvert: %zu/%zu units, %.0f s   ", done, n_units, t - t0);
-                }
-            }
-        }
-        free(b.f);
-        free(b.g);
-        free(b.o);
-    }
-    if (o->progress)
-        fprintf(stderr, "\r%60s\r", "");
+    xrun rc = {p, units};
+    dc_par_job job = {n_units, xrun_unit, &rc, sizeof(bufs), bufs_free, o->progress ? "convert:" : NULL, NULL, 0};
+    dc_status st = dc_par_run(&job, err);
     free(units);
-    if (failed) {
-        if (err)
-            *err = first;
-        return first.code ? first.code : DC_ERR_IO;
-    }
-    return DC_OK;
+    return st;
 }
 
 static void print_plan(FILE *f, const plan *p, const dc_gguf_export_stats *s, const char *out)

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "dc_int4_convert.h"
+#include "dc_par.h"
 #include "dc_ckdir.h"
 #include "dc_float.h"
 #include "dc_fp8.h"
@@ -1268,50 +1269,29 @@ static dc_status make_units(plan *p, bool amax_pass, unit **out, size_t *n_out, 
     return DC_OK;
 }
 
+typedef struct i4run {
+    const plan *p;
+    const dc_int4_opts *o;
+    const unit *units;
+    float *amax; /* the amax pass: one value per unit */
+} i4run;
+
+static dc_status i4run_unit(void *ctx, size_t k, void *tls, dc_err *err)
+{
+    const i4run *r = ctx;
+    return r->amax ? amax_unit(r->p, &r->units[k], tls, &r->amax[k], err) : run_unit(r->p, &r->units[k], r->o, tls, err);
+}
+
+static void tbuf_release(void *tls) { tbuf_free(tls); }
+
 static dc_status run_units(const plan *p, const dc_int4_opts *o, const unit *units, size_t n_units, float *amax,
                            const char *what, dc_err *err)
 {
-    volatile int failed = 0;
-    dc_err first = {0};
-    size_t done = 0;
-    double t0 = now_s(), last = t0;
-#pragma omp parallel
-    {
-        tbuf b = {0};
-#pragma omp for schedule(dynamic, 1)
-        for (long k = 0; k < (long)n_units; k++) {
-            if (failed)
-                continue;
-            dc_err le = {0};
-            dc_status st = amax ? amax_unit(p, &units[k], &b, &amax[k], &le) : run_unit(p, &units[k], o, &b, &le);
-            if (st) {
-#pragma omp critical(dc_int4_err)
-                if (!failed) {
-                    failed = 1;
-                    first = le;
-                }
-                continue;
-            }
-#pragma omp atomic
-            done++;
-            if (o->progress && omp_get_thread_num() == 0) {
-                double t = now_s();
-                if (t - last > 0.25) {
-                    last = t;
-                    fprintf(stderr, "\rconvert: %s %zu/%zu units, %.0f s   ", what, done, n_units, t - t0);
-                }
-            }
-        }
-        tbuf_free(&b);
-    }
-    if (o->progress)
-        fprintf(stderr, "\r%60s\r", "");
-    if (failed) {
-        if (err)
-            *err = first;
-        return first.code ? first.code : DC_ERR_IO;
-    }
-    return DC_OK;
+    i4run rc = {p, o, units, amax};
+    char label[64];
+    snprintf(label, sizeof label, "convert: %s", what);
+    dc_par_job job = {n_units, i4run_unit, &rc, sizeof(tbuf), tbuf_release, o->progress ? label : NULL, NULL, 0};
+    return dc_par_run(&job, err);
 }
 
 static dc_status execute(plan *p, const dc_int4_opts *o, dc_err *err)

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "dc_quantize.h"
+#include "dc_par.h"
 #include "dc_ckpt.h"
 #include "dc_float.h"
 #include "dc_ggml.h"
@@ -1191,6 +1192,25 @@ static dc_status run_unit(const qplan *p, const unit *u, bufs *b, dc_err *err)
     return dc_ggufw_write(p->w, q->wi, (uint64_t)u->a * rb_dst, b->o, (size_t)(rb_dst * (uint64_t)nr), err);
 }
 
+typedef struct qrun {
+    const qplan *p;
+    const unit *units;
+} qrun;
+
+static dc_status qrun_unit(void *ctx, size_t k, void *tls, dc_err *err)
+{
+    const qrun *r = ctx;
+    return run_unit(r->p, &r->units[k], tls, err);
+}
+
+static void bufs_free(void *tls)
+{
+    bufs *b = tls;
+    free(b->f);
+    free(b->o);
+    free(b->scratch);
+}
+
 static dc_status execute(const qplan *p, const dc_quantize_opts *o, dc_err *err)
 {
     size_t nu = 0, cap = 0;
@@ -1215,49 +1235,11 @@ static dc_status execute(const qplan *p, const dc_quantize_opts *o, dc_err *err)
             }
         }
     }
-    volatile int failed = 0;
-    dc_err first = {0};
-    size_t done = 0;
-    double t0 = now_s(), last = t0;
-#pragma omp parallel
-    {
-        bufs b = {0};
-#pragma omp for schedule(dynamic, 1)
-        for (long k = 0; k < (long)nu; k++) {
-            if (failed)
-                continue;
-            dc_err le = {0};
-            if (run_unit(p, &units[k], &b, &le)) {
-#pragma omp critical(dc_quantize_err)
-                if (!failed) {
-                    failed = 1;
-                    first = le;
-                }
-                continue;
-            }
-#pragma omp atomic
-            done++;
-            if (o->progress && omp_get_thread_num() == 0) {
-                double t = now_s();
-                if (t - last > 0.25) {
-                    last = t;
-                    fprintf(stderr, "\rquantize: %zu/%zu units, %.0f s   ", done, nu, t - t0);
-                }
-            }
-        }
-        free(b.f);
-        free(b.o);
-        free(b.scratch);
-    }
-    if (o->progress)
-        fprintf(stderr, "\r%60s\r", "");
+    qrun rc = {p, units};
+    dc_par_job job = {nu, qrun_unit, &rc, sizeof(bufs), bufs_free, o->progress ? "quantize:" : NULL, NULL, 0};
+    dc_status st = dc_par_run(&job, err);
     free(units);
-    if (failed) {
-        if (err)
-            *err = first;
-        return first.code ? first.code : DC_ERR_IO;
-    }
-    return DC_OK;
+    return st;
 }
 
 static void print_plan(FILE *f, const qplan *p, const dc_quantize_opts *o, const dc_quantize_stats *s)

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "dc_reshard.h"
+#include "dc_par.h"
 #include "dc_ckdir.h"
 #include "dc_io.h"
 
@@ -1346,6 +1347,25 @@ static dc_status run_unit(const plan *p, const unit *u, uint8_t **buf, size_t *c
     return st;
 }
 
+typedef struct rrun {
+    const plan *p;
+    const unit *units;
+} rrun;
+
+typedef struct rbuf {
+    uint8_t *buf;
+    size_t cap;
+} rbuf;
+
+static dc_status rrun_unit(void *ctx, size_t k, void *tls, dc_err *err)
+{
+    const rrun *r = ctx;
+    rbuf *b = tls;
+    return run_unit(r->p, &r->units[k], &b->buf, &b->cap, err);
+}
+
+static void rbuf_free(void *tls) { free(((rbuf *)tls)->buf); }
+
 static dc_status execute(const plan *p, bool progress, dc_err *err)
 {
     size_t n_units = 0, cap = 0;
@@ -1377,49 +1397,11 @@ static dc_status execute(const plan *p, bool progress, dc_err *err)
             units[n_units++] = (unit){i, a, a + step < total ? a + step : total};
         }
     }
-    volatile int failed = 0;
-    dc_err first = {0};
-    size_t done = 0;
-    double t0 = now_s(), last = t0;
-#pragma omp parallel
-    {
-        uint8_t *buf = NULL;
-        size_t bcap = 0;
-#pragma omp for schedule(dynamic, 1)
-        for (long k = 0; k < (long)n_units; k++) {
-            if (failed)
-                continue;
-            dc_err le = {0};
-            dc_status st = run_unit(p, &units[k], &buf, &bcap, &le);
-            if (st) {
-#pragma omp critical(dc_reshard_err)
-                if (!failed) {
-                    failed = 1;
-                    first = le;
-                }
-                continue;
-            }
-#pragma omp atomic
-            done++;
-            if (progress && omp_get_thread_num() == 0) {
-                double t = now_s();
-                if (t - last > 0.25) {
-                    last = t;
-                    fprintf(stderr, "\rreshard: %zu/%zu units   ", done, n_units);
-                }
-            }
-        }
-        free(buf);
-    }
-    if (progress)
-        fprintf(stderr, "\r%40s\r", "");
+    rrun rc = {p, units};
+    dc_par_job job = {n_units, rrun_unit, &rc, sizeof(rbuf), rbuf_free, progress ? "reshard:" : NULL, NULL, 0};
+    dc_status st = dc_par_run(&job, err);
     free(units);
-    if (failed) {
-        if (err)
-            *err = first;
-        return first.code ? first.code : DC_ERR_IO;
-    }
-    return DC_OK;
+    return st;
 }
 
 /* ---- config, aux files, index ---------------------------------------------------------------- */
