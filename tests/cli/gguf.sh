@@ -124,6 +124,16 @@ expect_rc 0 "fp8 -> f32 gguf, logits" "$dc" convert "$O/v3-fp8" "$scratch/fp8.gg
 expect_rc 0 "logits fp8 source" "$dc" logits "$O/v3-fp8" --tokens "$G/v3-fp8/seq64.tokens.json" --out "$scratch/fsrc.logits"
 expect_rc 0 "logits fp8 gguf" "$dc" logits "$scratch/fp8.gguf" --tokens "$G/v3-fp8/seq64.tokens.json" --out "$scratch/fgguf.logits"
 check "FP8 dequantized like DeepSeek: same logits" cmp -s "$scratch/fsrc.logits" "$scratch/fgguf.logits"
+# the fourth oracle checkpoint (ue8m0 scales): its F32 GGUF against the goldens of DeepSeek's code
+expect_rc 0 "fp8 ue8m0 -> f32 gguf" "$dc" convert "$O/v3-fp8-ue8m0" "$scratch/ue.gguf" --type f32
+expect_rc 0 "logits ue8m0 gguf" "$dc" logits "$scratch/ue.gguf" --tokens "$G/v3-fp8-ue8m0/seq64.tokens.json" --out "$scratch/ue.logits"
+py - "$scratch/ue.logits" "$G/v3-fp8-ue8m0/seq64.logits.f32" <<'PY' && ok || bad "ue8m0 F32 GGUF logits vs goldens"
+import struct, sys
+a, b = (open(f, "rb").read() for f in sys.argv[1:3])
+fa, fb = (struct.unpack("<%df" % (len(x) // 4), x) for x in (a, b))
+assert len(fa) == len(fb) and max(abs(x - y) for x, y in zip(fa, fb)) <= 1e-5
+PY
+rm -f "$scratch/ue.gguf"
 expect_rc 0 "--to f16 with a .gguf OUT" "$dc" convert "$O/v3-bf16" "$scratch/h.gguf" --to f16
 check "f16 weights" bash -c "'$dc' hash '$scratch/h.gguf' | grep -q '^blk.0.attn_q_a.weight F16 96x320 '"
 expect_rc 0 "auto type of a BF16 checkpoint" "$dc" convert "$O/v3-bf16" "$scratch/auto.gguf"
