@@ -4,6 +4,7 @@
 #include "dc_ckdir.h"
 #include "dc_float.h"
 #include "dc_fp8.h"
+#include "dc_gptq.h"
 #include "dc_io.h"
 
 #include <cjson/cJSON.h>
@@ -29,6 +30,7 @@ void dc_int4_opts_init(dc_int4_opts *o)
     o->scope = DC_I4_SCOPE_AUTO;
     o->keep = DC_I4_KEEP_AUTO;
     o->clip = true;
+    o->gptq_damp = 0.01;
 }
 
 static const struct { const char *name; dc_i4_layout l; } TARGETS[] = {
@@ -235,6 +237,7 @@ typedef struct item {
     uint8_t *cbuf;        /* CONST bytes */
     size_t clen;
     float *imp;           /* importance of the K input columns, or NULL */
+    double *gptq_u;       /* GPTQ: the K x K upper Cholesky factor of the damped inverse Hessian */
     float amax, ws2;      /* NVFP4 */
     int64_t ws2_item;     /* NVFP4: the weight_scale_2 item, -1 otherwise */
     int cat, layer;       /* projection category (-1 otherwise) and layer */
@@ -387,6 +390,18 @@ static dc_status plan_i4(plan *p, const dc_ckpt *ck, const dc_int4_opts *o, cons
         return dc_err_prefix(err, "--imatrix %s", o->imatrix);
     if (it->imp)
         stats->n_imatrix++;
+    if (o->hessian) {
+        int64_t count = 0;
+        const double *H = o->hessian(o->hessian_ud, name, K, &count);
+        double used;
+        if (H && count > 0 && (st = dc_gptq_prepare(H, K, o->gptq_damp, name, &it->gptq_u, &used, err)))
+            return st;
+        if (it->gptq_u) {
+            stats->n_gptq++;
+            if (used != o->gptq_damp)
+                dc_log(2, "convert: gptq: %s: dampening raised to %g\n", name, used);
+        }
+    }
     char nm[1100];
     int64_t G = it->G;
 #define OUT(suffix, dt, nd, what, ...)                                                                  \
@@ -1076,10 +1091,75 @@ static dc_status write_scales_hi(const plan *p, size_t wi, const float *s, size_
     return dc_stw_write(p->w, wi, off_elems * 2, tmp, n * 2, err);
 }
 
+static dc_status i4_pack(const plan *p, const item *it, const unit *u, tbuf *b, dc_err *err);
+
+void dc_i4_gptq_row(dc_i4_layout L, const float *x, int64_t K, int64_t grp, const float *imp, const double *U,
+                    bool sym, bool clip, dc_dtype sdt, float ws2, double *w, float *cur, uint8_t *q, float *s,
+                    uint8_t *z)
+{
+    const float *e4 = dc_e4m3_table();
+    const int64_t G = (K + grp - 1) / grp;
+    for (int64_t k = 0; k < K; k++)
+        w[k] = x[k];
+    for (int64_t g = 0; g < G; g++) {
+        const int64_t k0 = g * grp, kn = K - k0 < grp ? K - k0 : grp;
+        const float *ig = imp ? imp + k0 : NULL;
+        for (int64_t k = 0; k < kn; k++)
+            cur[k] = (float)w[k0 + k];
+        float sc = 0;
+        int zz = 8, e = 0;
+        if (L == DC_I4_NVFP4)
+            e = z[g] = dc_i4_quant_nvfp4(cur, ig, (int)kn, ws2, clip, q + k0);
+        else if (L == DC_I4_MXFP4)
+            e = z[g] = dc_i4_quant_mxfp4(cur, ig, (int)kn, clip, q + k0);
+        else {
+            dc_i4_quant_int(cur, ig, (int)kn, sym, clip, sdt, q + k0, &s[g], &z[g]);
+            sc = s[g];
+            zz = z[g];
+        }
+        for (int64_t i = k0; i < k0 + kn; i++) { /* the same rounding as the group quantizers */
+            const float v = (float)w[i];
+            float deq;
+            if (L == DC_I4_NVFP4) {
+                q[i] = dc_e2m1_encode(v / (e4[e] * ws2));
+                deq = (dc_e2m1_decode(q[i]) * e4[e]) * ws2;
+            } else if (L == DC_I4_MXFP4) {
+                q[i] = dc_e2m1_encode(ldexpf(v, 127 - e));
+                deq = ldexpf(dc_e2m1_decode(q[i]), e - 127);
+            } else {
+                int c = clampi((int)nearbyintf(v / sc) + zz, 0, 15);
+                q[i] = (uint8_t)c;
+                deq = (float)(c - zz) * sc;
+            }
+            dc_gptq_update(w, U, K, i, deq);
+        }
+    }
+}
+
+/* GPTQ over the unit's rows (b->f) into b->q, b->s, b->z. */
+static bool gptq_rows(const plan *p, const item *it, const dc_int4_opts *o, int64_t nr, tbuf *b)
+{
+    const int64_t K = it->cols, G = it->G;
+    double *w = malloc((size_t)K * sizeof *w);
+    float *cur = malloc((size_t)it->group * sizeof *cur);
+    if (!w || !cur) {
+        free(w);
+        free(cur);
+        return false;
+    }
+    const dc_dtype sdt = p->layout == DC_I4_CT ? p->hi_dtype : DC_DT_F16;
+    for (int64_t r = 0; r < nr; r++)
+        dc_i4_gptq_row(p->layout, b->f + r * K, K, it->group, it->imp, it->gptq_u, p->sym, o->clip, sdt, it->ws2, w, cur,
+                       b->q + r * K, b->s + r * G, b->z + r * G);
+    free(w);
+    free(cur);
+    return true;
+}
+
 static dc_status i4_unit(const plan *p, const unit *u, const dc_int4_opts *o, tbuf *b, dc_err *err)
 {
     const item *it = &p->items[u->item];
-    const int64_t N = it->rows, K = it->cols, G = it->G, grp = it->group, a = (int64_t)u->a;
+    const int64_t K = it->cols, G = it->G, grp = it->group, a = (int64_t)u->a;
     const int64_t nr = (int64_t)(u->b - u->a);
     if (!tbuf_need(b, (size_t)(nr * K), (size_t)(nr * G)))
         return dc_err_set(err, DC_ERR_NOMEM, "out of memory for %lld values of %s", (long long)(nr * K), it->src->name);
@@ -1089,6 +1169,9 @@ static dc_status i4_unit(const plan *p, const unit *u, const dc_int4_opts *o, tb
     const dc_i4_layout L = p->layout;
     const dc_dtype sdt = L == DC_I4_CT ? p->hi_dtype : DC_DT_F16;
     const float ws2 = it->ws2;
+    if (it->gptq_u)
+        return gptq_rows(p, it, o, nr, b) ? i4_pack(p, it, u, b, err)
+                                          : dc_err_set(err, DC_ERR_NOMEM, "out of memory (GPTQ row of %s)", it->src->name);
     for (int64_t r = 0; r < nr; r++)
         for (int64_t g = 0; g < G; g++) {
             int64_t k0 = g * grp, kn = K - k0 < grp ? K - k0 : grp;
@@ -1102,6 +1185,16 @@ static dc_status i4_unit(const plan *p, const unit *u, const dc_int4_opts *o, tb
             else
                 dc_i4_quant_int(x, imp, (int)kn, p->sym, o->clip, sdt, q, &b->s[r * G + g], &b->z[r * G + g]);
         }
+    return i4_pack(p, it, u, b, err);
+}
+
+/* Packs and writes the codes, scales and zeros of a unit's rows (b->q, b->s, b->z). */
+static dc_status i4_pack(const plan *p, const item *it, const unit *u, tbuf *b, dc_err *err)
+{
+    const int64_t N = it->rows, K = it->cols, G = it->G, a = (int64_t)u->a;
+    const int64_t nr = (int64_t)(u->b - u->a);
+    const dc_i4_layout L = p->layout;
+    dc_status st;
     uint32_t *w32 = (uint32_t *)(void *)b->o, *z32 = (uint32_t *)(void *)b->o2;
     switch (L) {
     case DC_I4_CT: {
@@ -1362,6 +1455,7 @@ static void plan_free(plan *p)
         free(p->items[i].asm_buf);
         free(p->items[i].cbuf);
         free(p->items[i].imp);
+        free(p->items[i].gptq_u);
     }
     free(p->items);
     free(p->owner);

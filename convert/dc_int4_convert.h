@@ -24,6 +24,10 @@
  *        MXFP4     E8M0 e_ct, e_floor, e_floor + 1, e_floor - 1 (distinct);
  *        ties keep the earlier candidate. w_k = 1, or with an imatrix the mean squared
  *        activation of input column k (dc_i4_imatrix_get).
+ *   GPTQ (opts.hessian): the columns of a row are quantized in order; each group's scale is chosen
+ *        as above from the row's current (error-compensated) values when the group starts, and
+ *        each column's rounding error is spread over the later columns through the upper Cholesky
+ *        factor of the damped inverse Hessian (quantize/dc_gptq.h). Rows are independent.
  *
  * (formats/dc_int4.h holds the readers and packing helpers; this header adds the writer.) */
 #ifndef DC_CONVERT_INT4_H
@@ -48,6 +52,12 @@ typedef struct dc_int4_opts {
                                 GPTQ / AWQ / NVFP4 cannot hold FP8, so BF16), FP8 or BF16 */
     bool clip;               /* MSE clip search (default true); false: plain RTN */
     const char *imatrix;     /* llama.cpp GGUF imatrix, or NULL */
+    /* GPTQ (deepcast convert --gptq): the input Hessian of a weight by its Hugging Face name, K x K
+     * row-major with *count calibration tokens, or NULL (that weight is quantized without error
+     * compensation). Called while planning, from one thread. NULL: no GPTQ. */
+    const double *(*hessian)(void *ud, const char *name, int64_t K, int64_t *count);
+    void *hessian_ud;
+    double gptq_damp;        /* dampening, a fraction of the mean Hessian diagonal (default 0.01) */
     dc_i4_runtime runtime;   /* --target: compatibility rules to check and report */
     uint64_t max_shard_size; /* 0: about the input's largest shard */
     bool drop_mtp, dry_run, force, progress;
@@ -61,6 +71,7 @@ const char *dc_int4_target_name(dc_i4_layout l);
 typedef struct dc_int4_stats {
     size_t n_tensors, n_quantized, n_fp8, n_dequant, n_copied, n_dropped;
     size_t n_imatrix;        /* quantized tensors that had an imatrix entry */
+    size_t n_gptq;           /* quantized tensors with a Hessian (GPTQ error compensation) */
     size_t n_partial;        /* quantized tensors whose K is not a multiple of the group size */
     size_t n_compat;         /* compatibility problems found for --target */
     uint64_t bytes_in, bytes_out;
@@ -84,6 +95,12 @@ void dc_i4_quant_int(const float *x, const float *imp, int n, bool sym, bool cli
 uint8_t dc_i4_quant_nvfp4(const float *x, const float *imp, int n, float ws2, bool clip, uint8_t *codes);
 /* MXFP4 block of <= 32: returns the E8M0 scale; dequant = e2m1(code) * 2^(scale - 127). */
 uint8_t dc_i4_quant_mxfp4(const float *x, const float *imp, int n, bool clip, uint8_t *codes);
+/* GPTQ of one row x[K] (groups of grp; layout L: DC_I4_CT/GPTQ/AWQ int4, NVFP4 or MXFP4) with U from
+ * dc_gptq_prepare: codes q[K], per group s[G] (int4 scales; unused for FP4) and z[G] (int4 zeros,
+ * FP4 scale codes), as the group quantizers above produce them. Work: w[K], cur[grp]. */
+void dc_i4_gptq_row(dc_i4_layout L, const float *x, int64_t K, int64_t grp, const float *imp, const double *U,
+                    bool sym, bool clip, dc_dtype sdt, float ws2, double *w, float *cur, uint8_t *q, float *s,
+                    uint8_t *z);
 /* NVFP4 weight_scale_2 of a tensor whose largest magnitude is amax (1 if amax is 0). */
 float dc_i4_nvfp4_global(float amax);
 

@@ -6,12 +6,17 @@
  *    row range, malformed parts refused with a message;
  *  - the group quantizers: codes in range, RTN scales as documented, the clip search never worse
  *    than RTN (its grid contains RTN's scale), importance weights respected;
+ *  - GPTQ: dc_gptq_prepare's factor satisfies U^T U (H + damping) = I (also rank-deficient, with a
+ *    dead column; all-zero and non-finite Hessians handled); with H = I GPTQ gives exactly the
+ *    group quantizers' codes; on correlated inputs its output error ||X (w - q)|| is well below the
+ *    clip search's for every layout;
  *  - llama.cpp GGUF imatrix reading and the Hugging Face -> GGUF name mapping;
  *  - round trips of the oracle V3 checkpoints (v3-bf16, v3-fp8) through every layout: opened with
  *    dc_ckpt_open, each quantized weight within its RTN error bound of the source, every other
  *    tensor unchanged; --to bf16 reproduces the rows; bytes identical for 1 and 2 threads. */
 #include "dc_test.h"
 #include "dc_int4_convert.h"
+#include "dc_gptq.h"
 #include "dc_ckpt.h"
 #include "dc_float.h"
 #include "dc_ggml.h"
@@ -727,12 +732,193 @@ static void test_oracle(void)
     }
 }
 
+
+/* ================================================================================================
+ * GPTQ
+ * ================================================================================================ */
+
+/* max |(U^T U)(H + d * mean(diag) * I) - I| with dead diagonal entries set to the mean, as documented */
+static double gptq_resid(const double *H, const double *U, int64_t K, double d)
+{
+    double mean = 0, worst = 0;
+    for (int64_t i = 0; i < K; i++)
+        mean += H[i * K + i];
+    mean /= (double)K;
+    double *M = calloc((size_t)(K * K), sizeof *M);
+    for (int64_t i = 0; i < K; i++)
+        for (int64_t j = 0; j < K; j++) {
+            double v = 0;
+            for (int64_t k = 0; k <= (i < j ? i : j); k++)
+                v += U[k * K + i] * U[k * K + j];
+            M[i * K + j] = v;
+        }
+    for (int64_t i = 0; i < K; i++)
+        for (int64_t j = 0; j < K; j++) {
+            double v = 0;
+            for (int64_t k = 0; k < K; k++) {
+                double h = H[k * K + j];
+                if (k == j)
+                    h = (h == 0 ? mean : h) + d * mean;
+                v += M[i * K + k] * h;
+            }
+            double r = fabs(v - (i == j ? 1.0 : 0.0));
+            worst = r > worst ? r : worst;
+        }
+    free(M);
+    return worst;
+}
+
+/* X [n][K]: correlated columns (a shared low-rank part), column scales varying 0.2..2 */
+static void gptq_inputs(float *X, int64_t n, int64_t K)
+{
+    float f[4];
+    for (int64_t t = 0; t < n; t++) {
+        for (int i = 0; i < 4; i++)
+            f[i] = gauss();
+        for (int64_t k = 0; k < K; k++)
+            X[t * K + k] = (0.5f * gauss() + f[k % 4] * 0.8f + f[(k * 7) % 4] * 0.3f) * (0.2f + 1.8f * (float)(k % 9) / 8.0f);
+    }
+}
+
+static void test_gptq(void)
+{
+    dc_err err = {0};
+    enum { K = 96, NX = 400, NR = 24 };
+    float *X = malloc(sizeof(float) * NX * K);
+    double *H = calloc(K * K, sizeof *H), *U = NULL, used;
+    gptq_inputs(X, NX, K);
+    for (int t = 0; t < NX; t++)
+        for (int i = 0; i < K; i++)
+            for (int j = 0; j < K; j++)
+                H[i * K + j] += (double)X[t * K + i] * X[t * K + j];
+    CHECK(dc_gptq_prepare(H, K, 0.01, "h", &U, &used, &err) == DC_OK && U && used == 0.01);
+    double r = gptq_resid(H, U, K, 0.01);
+    CHECK_MSG(r < 1e-9, "U^T U H != I: %g", r);
+    bool upper = true;
+    for (int i = 0; i < K; i++)
+        for (int j = 0; j < i; j++)
+            upper &= U[i * K + j] == 0;
+    CHECK(upper);
+    free(U);
+    /* rank-deficient (10 tokens) with a dead column: the dampening makes it definite */
+    double *H2 = calloc(K * K, sizeof *H2);
+    for (int t = 0; t < 10; t++)
+        for (int i = 1; i < K; i++)
+            for (int j = 1; j < K; j++)
+                H2[i * K + j] += (double)X[t * K + i] * X[t * K + j];
+    CHECK(dc_gptq_prepare(H2, K, 0.01, "h2", &U, &used, &err) == DC_OK && U);
+    r = gptq_resid(H2, U, K, used);
+    CHECK_MSG(r < 1e-7, "rank-deficient: U^T U H != I: %g", r);
+    free(U);
+    memset(H2, 0, sizeof(double) * K * K);
+    CHECK(dc_gptq_prepare(H2, K, 0.01, "h0", &U, &used, &err) == DC_OK && !U);
+    H2[5 * K + 5] = NAN;
+    CHECK(dc_gptq_prepare(H2, K, 0.01, "blk.nan", &U, &used, &err) == DC_ERR_INPUT && !U && strstr(err.msg, "blk.nan"));
+    H2[5 * K + 5] = -1; /* negative mean: nothing to weight */
+    CHECK(dc_gptq_prepare(H2, K, 0.01, "h", &U, &used, &err) == DC_OK && !U);
+    free(H2);
+    CHECK(dc_gptq_prepare(H, K, 0.01, "h", &U, &used, &err) == DC_OK);
+
+    /* identity: no compensation, the group quantizers' codes */
+    double *I = calloc(K * K, sizeof *I);
+    for (int i = 0; i < K; i++)
+        I[i * K + i] = 1;
+    double *w = malloc(K * sizeof *w);
+    float W[NR][K], cur[32], s1[3], s2[3];
+    uint8_t q1[K], q2[K], z1[3], z2[3];
+    for (int n = 0; n < NR; n++)
+        for (int k = 0; k < K; k++)
+            W[n][k] = gauss() * 0.05f;
+    const dc_i4_layout LS[4] = {DC_I4_CT, DC_I4_AWQ, DC_I4_NVFP4, DC_I4_MXFP4};
+    int same = 0;
+    for (int n = 0; n < 4; n++) {
+        dc_i4_layout L = LS[n];
+        int g = L == DC_I4_NVFP4 ? 16 : 32, G = K / g;
+        bool sym = L != DC_I4_AWQ;
+        float ws2 = dc_i4_nvfp4_global(0.3f);
+        dc_i4_gptq_row(L, W[n], K, g, NULL, I, sym, true, DC_DT_BF16, ws2, w, cur, q1, s1, z1);
+        bool eq = true;
+        for (int gi = 0; gi < G; gi++) {
+            uint8_t sc;
+            if (L == DC_I4_NVFP4)
+                eq &= (sc = dc_i4_quant_nvfp4(W[n] + gi * g, NULL, g, ws2, true, q2 + gi * g)) == z1[gi];
+            else if (L == DC_I4_MXFP4)
+                eq &= (sc = dc_i4_quant_mxfp4(W[n] + gi * g, NULL, g, true, q2 + gi * g)) == z1[gi];
+            else {
+                dc_i4_quant_int(W[n] + gi * g, NULL, g, sym, true, DC_DT_BF16, q2 + gi * g, &s2[gi], &z2[gi]);
+                eq &= s2[gi] == s1[gi] && z2[gi] == z1[gi];
+            }
+        }
+        same += eq && !memcmp(q1, q2, K);
+    }
+    CHECK_MSG(same == 4, "H = I: GPTQ equals the group quantizers for %d of 4 layouts", same);
+
+    /* correlated inputs: output error sum_t (x_t . (w - deq))^2 well below the clip search's */
+    for (int li = 0; li < 4; li++) {
+        dc_i4_layout L = LS[li];
+        int g = L == DC_I4_NVFP4 ? 16 : 32, G = K / g;
+        bool sym = L != DC_I4_AWQ;
+        float amax = 0;
+        for (int n = 0; n < NR; n++)
+            for (int k = 0; k < K; k++)
+                amax = fmaxf(amax, fabsf(W[n][k]));
+        float ws2 = dc_i4_nvfp4_global(amax);
+        double e_clip = 0, e_gptq = 0;
+        for (int n = 0; n < NR; n++) {
+            float d1[K], d2[K];
+            dc_i4_gptq_row(L, W[n], K, g, NULL, U, sym, true, DC_DT_BF16, ws2, w, cur, q1, s1, z1);
+            for (int gi = 0; gi < G; gi++) {
+                uint8_t *qq = q2 + gi * g;
+                const float *x = W[n] + gi * g;
+                if (L == DC_I4_NVFP4) {
+                    uint8_t c = dc_i4_quant_nvfp4(x, NULL, g, ws2, true, qq), c1 = z1[gi];
+                    for (int k = 0; k < g; k++) {
+                        d1[gi * g + k] = (dc_e2m1_decode(qq[k]) * dc_e4m3_to_f32(c)) * ws2;
+                        d2[gi * g + k] = (dc_e2m1_decode(q1[gi * g + k]) * dc_e4m3_to_f32(c1)) * ws2;
+                    }
+                } else if (L == DC_I4_MXFP4) {
+                    uint8_t e = dc_i4_quant_mxfp4(x, NULL, g, true, qq);
+                    for (int k = 0; k < g; k++) {
+                        d1[gi * g + k] = ldexpf(dc_e2m1_decode(qq[k]), e - 127);
+                        d2[gi * g + k] = ldexpf(dc_e2m1_decode(q1[gi * g + k]), z1[gi] - 127);
+                    }
+                } else {
+                    dc_i4_quant_int(x, NULL, g, sym, true, DC_DT_BF16, qq, &s2[gi], &z2[gi]);
+                    for (int k = 0; k < g; k++) {
+                        d1[gi * g + k] = (float)(qq[k] - z2[gi]) * s2[gi];
+                        d2[gi * g + k] = (float)(q1[gi * g + k] - z1[gi]) * s1[gi];
+                    }
+                }
+            }
+            for (int t = 0; t < NX; t++) {
+                double a = 0, b = 0;
+                for (int k = 0; k < K; k++) {
+                    a += (double)X[t * K + k] * (W[n][k] - d1[k]);
+                    b += (double)X[t * K + k] * (W[n][k] - d2[k]);
+                }
+                e_clip += a * a;
+                e_gptq += b * b;
+            }
+        }
+        CHECK_MSG(e_gptq < 0.8 * e_clip, "%s: GPTQ output error %g vs clip search %g", dc_int4_target_name(L), e_gptq,
+                  e_clip);
+        printf("gptq %s: output error %.4g, clip search %.4g (ratio %.3f)\n", dc_int4_target_name(L), e_gptq, e_clip,
+               e_gptq / e_clip);
+    }
+    free(U);
+    free(I);
+    free(w);
+    free(H);
+    free(X);
+}
+
 int main(void)
 {
     omp_set_num_threads(2);
     test_vectors();
     test_readers();
     test_quantizers();
+    test_gptq();
     test_imatrix();
     test_oracle();
     return dc_test_done();

@@ -4,9 +4,11 @@
 #include "dc_convert.h"
 #include "dc_fp8.h"
 #include "dc_gguf_export.h"
+#include "dc_hessian.h"
 #include "dc_int4_convert.h"
 
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -54,6 +56,13 @@ static const char *USAGE =
     "                           w4a16 / mxfp4; gptq / awq / nvfp4 dequantize it to BF16)\n"
     "  --no-clip                plain round-to-nearest (default: per-group MSE clip search)\n"
     "  --imatrix FILE           llama.cpp GGUF imatrix: importance-weighted clip search\n"
+    "  --gptq                   GPTQ: each column's rounding error compensated on the row's later\n"
+    "                           columns, from input Hessians collected by running the reference forward\n"
+    "                           pass over calibration data (memory K*K*8 bytes per quantized input;\n"
+    "                           for models that fit the machine). Needs one of:\n"
+    "  --calib-tokens FILE | --calib-text FILE   calibration token ids / UTF-8 text (BOS added)\n"
+    "  --calib-ctx N            calibration chunk length (default 512; chunks as deepcast imatrix)\n"
+    "  --gptq-damp F            dampening, a fraction of the mean Hessian diagonal (default 0.01)\n"
     "  --target vllm|sglang     check the runtime's rules (Marlin shapes, fused modules, MLA\n"
     "                           projections); printed with --dry-run, else on stderr\n"
     "  --max-shard-size, --drop-mtp, --threads, --dry-run, --force  as above\n";
@@ -78,8 +87,84 @@ static int convert_gguf(const char *in, const char *out, const dc_gguf_export_op
     return 0;
 }
 
+typedef struct gptq_calib {
+    bool on;
+    const char *tokens, *text;
+    long long ctx;
+} gptq_calib;
+
+static const double *hessian_lookup(void *ud, const char *name, int64_t K, int64_t *count)
+{
+    return dc_hessian_find(ud, name, K, count);
+}
+
+/* The dc_role bits of the matrices a scope quantizes (dc_int4_convert's categories). */
+static uint64_t scope_roles(dc_i4_scope scope, const dc_config *c)
+{
+    uint64_t m = 1ull << DC_ROLE_EXP_GATE | 1ull << DC_ROLE_EXP_UP | 1ull << DC_ROLE_EXP_DOWN;
+    if (scope == DC_I4_SCOPE_AUTO)
+        scope = c->n_experts_routed > 0 ? DC_I4_SCOPE_EXPERTS : DC_I4_SCOPE_ALL;
+    if (scope >= DC_I4_SCOPE_MLP)
+        m |= 1ull << DC_ROLE_MLP_GATE | 1ull << DC_ROLE_MLP_UP | 1ull << DC_ROLE_MLP_DOWN | 1ull << DC_ROLE_SHEXP_GATE |
+             1ull << DC_ROLE_SHEXP_UP | 1ull << DC_ROLE_SHEXP_DOWN;
+    if (scope == DC_I4_SCOPE_ALL)
+        m |= 1ull << DC_ROLE_Q_PROJ | 1ull << DC_ROLE_Q_A_PROJ | 1ull << DC_ROLE_Q_B_PROJ | 1ull << DC_ROLE_KV_A_PROJ |
+             1ull << DC_ROLE_KV_B_PROJ | 1ull << DC_ROLE_O_PROJ | 1ull << DC_ROLE_K_PROJ | 1ull << DC_ROLE_V_PROJ;
+    return m;
+}
+
+/* --gptq: runs the forward pass of `in` over the calibration data, collecting the Hessians of the
+ * matrices the conversion quantizes (at most half the machine's memory). */
+static dc_status gptq_calibrate(const char *in, const gptq_calib *g, dc_i4_scope scope, dc_hessian_acc **out,
+                                dc_err *err)
+{
+    dc_ckpt *ck = NULL;
+    dc_model *m = NULL;
+    int32_t *ids = NULL, bos = -1;
+    size_t n = 0;
+    dc_chunking ch;
+    dc_fwd_opts fo;
+    dc_fwd_opts_default(&fo);
+    double t0 = dc_fwd_now();
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGE_SIZE);
+    uint64_t cap = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz / 2 : 0;
+    dc_status st = dc_fwd_open(in, &fo, &ck, &m, err);
+    if (!st)
+        st = dc_fwd_input(g->tokens, g->text, ck->dir, dc_model_config(m)->bos_token_id, &ids, &n, &bos, err);
+    if (!st)
+        st = dc_tokens_check(ids, n, dc_model_vocab(m), g->tokens ? g->tokens : g->text, err);
+    if (!st)
+        st = dc_chunking_init(&ch, (int64_t)n, g->ctx > 0 ? g->ctx : 512, true, bos, err);
+    if (!st)
+        st = dc_hessian_acc_new(m, scope_roles(scope, dc_model_config(m)), cap, out, err);
+    if (!st)
+        dc_model_set_act_hook(m, dc_hessian_hook, *out);
+    for (int64_t c = 0; !st && c < ch.n_chunks; c++) {
+        st = dc_fwd_chunk(m, ids, (int64_t)n, &ch, c, NULL, err);
+        if (!st)
+            st = dc_hessian_acc_status(*out, err);
+        if (!st && dc_log_level > 0 && isatty(2))
+            fprintf(stderr, "\rconvert: gptq calibration: chunk %lld/%lld, %.1f s   ", (long long)(c + 1),
+                    (long long)ch.n_chunks, dc_fwd_now() - t0);
+    }
+    if (dc_log_level > 0 && isatty(2) && !st)
+        fputc('\n', stderr);
+    if (st) {
+        dc_err_prefix(err, "--gptq calibration");
+    } else {
+        char b[32];
+        dc_log(1, "convert: gptq: %zu input Hessians (%s) from %lld chunks of %lld tokens, %.1f s\n",
+               dc_hessian_acc_count(*out), dc_fmt_bytes(dc_hessian_acc_bytes(*out), b, sizeof b), (long long)ch.n_chunks,
+               (long long)ch.ctx, dc_fwd_now() - t0);
+    }
+    free(ids);
+    dc_fwd_close(ck, m);
+    return st;
+}
+
 /* --to w4a16|gptq|awq|nvfp4|mxfp4, or --to bf16|f16|f32 of a checkpoint in those layouts */
-static int convert_int4(const char *in, const char *out, dc_int4_opts *q, const dc_convert_opts *o, bool deq)
+static int convert_int4(const char *in, const char *out, dc_int4_opts *q, const dc_convert_opts *o, bool deq,
+                        const gptq_calib *gq)
 {
     if (deq) {
         q->layout = DC_I4_NONE;
@@ -96,7 +181,19 @@ static int convert_int4(const char *in, const char *out, dc_int4_opts *q, const 
     q->progress = o->progress;
     dc_err err = {0};
     dc_int4_stats s;
-    dc_status st = dc_int4_convert(in, out, q, stdout, &s, &err);
+    dc_hessian_acc *hs = NULL;
+    dc_status st = DC_OK;
+    if (gq->on && !q->dry_run) {
+        if (!q->force && dc_exists(out))
+            st = dc_err_set(&err, DC_ERR_EXISTS, "%s: already exists (use --force to overwrite)", out);
+        if (!st)
+            st = gptq_calibrate(in, gq, q->scope, &hs, &err);
+        q->hessian = hessian_lookup;
+        q->hessian_ud = hs;
+    }
+    if (!st)
+        st = dc_int4_convert(in, out, q, stdout, &s, &err);
+    dc_hessian_acc_free(hs);
     if (st) {
         cli_error("convert: %s", err.msg);
         return st;
@@ -109,10 +206,11 @@ static int convert_int4(const char *in, const char *out, dc_int4_opts *q, const 
                    in, out, dc_dtype_name(q->float_dtype), s.n_tensors, s.n_dequant, s.n_copied, s.n_dropped,
                    dc_fmt_bytes(s.bytes_in, b1, sizeof b1), dc_fmt_bytes(s.bytes_out, b2, sizeof b2), s.n_shards, s.seconds);
         else
-            dc_log(1, "convert: %s -> %s (%s%s%s): %zu tensors, %zu quantized to 4 bits (%zu with imatrix entries), %zu FP8, "
-                      "%zu dequantized, %zu copied, %zu dropped; %s read, %s written in %d shard(s), %.1f s\n",
+            dc_log(1, "convert: %s -> %s (%s%s%s%s): %zu tensors, %zu quantized to 4 bits (%zu with imatrix entries, %zu "
+                      "with GPTQ Hessians), %zu FP8, %zu dequantized, %zu copied, %zu dropped; %s read, %s written in %d "
+                      "shard(s), %.1f s\n",
                    in, out, dc_int4_target_name(q->layout), q->clip ? "" : ", rtn", q->imatrix ? ", imatrix" : "",
-                   s.n_tensors, s.n_quantized, s.n_imatrix, s.n_fp8, s.n_dequant, s.n_copied, s.n_dropped,
+                   q->hessian ? ", gptq" : "", s.n_tensors, s.n_quantized, s.n_imatrix, s.n_gptq, s.n_fp8, s.n_dequant, s.n_copied, s.n_dropped,
                    dc_fmt_bytes(s.bytes_in, b1, sizeof b1), dc_fmt_bytes(s.bytes_out, b2, sizeof b2), s.n_shards, s.seconds);
         if (s.n_partial)
             dc_log(1, "convert: warning: %zu tensor(s) have K not divisible by the group size (a partial last group): "
@@ -131,6 +229,7 @@ int cmd_convert(int argc, char **argv)
     bool have_to = false, to_gguf = false, have_type = false, have_split = false, to_int4 = false, have_i4opt = false;
     dc_int4_opts q;
     dc_int4_opts_init(&q);
+    gptq_calib gq = {0};
     const char *to_val = NULL;
     long long v;
     for (int i = 1; i < argc; i++) {
@@ -236,6 +335,31 @@ int cmd_convert(int argc, char **argv)
                 return DC_ERR_USAGE;
             }
             have_i4opt = true;
+        } else if (!strcmp(a, "--gptq")) {
+            gq.on = true;
+            have_i4opt = true;
+        } else if (!strcmp(a, "--calib-tokens") || !strcmp(a, "--calib-text")) {
+            if (!(val = cli_value("convert", argc, argv, &i)))
+                return DC_ERR_USAGE;
+            if (!strcmp(a, "--calib-tokens"))
+                gq.tokens = val;
+            else
+                gq.text = val;
+            have_i4opt = true;
+        } else if (!strcmp(a, "--calib-ctx")) {
+            if (!(val = cli_value("convert", argc, argv, &i)) || !cli_int("convert", a, val, 4, 1LL << 30, &gq.ctx))
+                return DC_ERR_USAGE;
+            have_i4opt = true;
+        } else if (!strcmp(a, "--gptq-damp")) {
+            char *end;
+            if (!(val = cli_value("convert", argc, argv, &i)))
+                return DC_ERR_USAGE;
+            q.gptq_damp = strtod(val, &end);
+            if (*end || end == val || !(q.gptq_damp >= 0 && q.gptq_damp <= 10)) {
+                cli_error("convert: --gptq-damp must be a number in [0, 10], got '%s'", val);
+                return DC_ERR_USAGE;
+            }
+            have_i4opt = true;
         } else if (!strcmp(a, "--no-clip")) {
             q.clip = false;
             have_i4opt = true;
@@ -272,8 +396,8 @@ int cmd_convert(int argc, char **argv)
         return convert_gguf(in, out, &g);
     }
     if (have_i4opt && !to_int4) {
-        cli_error("convert: --group-size, --sym/--asym, --scope, --keep-attention, --imatrix, --target and --no-clip "
-                  "apply to --to w4a16|gptq|awq|nvfp4|mxfp4");
+        cli_error("convert: --group-size, --sym/--asym, --scope, --keep-attention, --imatrix, --gptq (--calib-*), "
+                  "--target and --no-clip apply to --to w4a16|gptq|awq|nvfp4|mxfp4");
         return DC_ERR_USAGE;
     }
     if (have_type || have_split) {
@@ -291,8 +415,17 @@ int cmd_convert(int argc, char **argv)
         cli_error("convert: %s holds 4-bit weights; convert it to bf16 first (--to bf16), then to fp8", in);
         return DC_ERR_UNSUPPORTED;
     }
+    if (!gq.on != (!gq.tokens && !gq.text && gq.ctx == 0) || (gq.on && !gq.tokens == !gq.text)) {
+        cli_error("convert: %s", gq.on ? "--gptq needs exactly one of --calib-tokens FILE and --calib-text FILE"
+                                       : "--calib-tokens, --calib-text and --calib-ctx go with --gptq");
+        return DC_ERR_USAGE;
+    }
+    if (gq.on && deq4) {
+        cli_error("convert: --gptq applies to --to w4a16|gptq|awq|nvfp4|mxfp4");
+        return DC_ERR_USAGE;
+    }
     if (to_int4 || deq4)
-        return convert_int4(in, out, &q, &o, deq4);
+        return convert_int4(in, out, &q, &o, deq4, &gq);
     dc_err err = {0};
     dc_convert_stats s;
     dc_status st = dc_convert(in, out, &o, stdout, &s, &err);

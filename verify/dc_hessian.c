@@ -1,0 +1,198 @@
+#include "dc_hessian.h"
+#include "dc_names.h"
+#include "dc_strmap.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct entry {
+    char key[48];  /* "group:layer:expert" */
+    int64_t cols, count;
+    double *h;     /* [cols][cols]; the upper triangle is accumulated, mirrored by dc_hessian_find */
+    bool mirrored;
+} entry;
+
+struct dc_hessian_acc {
+    dc_config cfg;
+    uint64_t mask, max_bytes, bytes;
+    entry **e;     /* pointers: the map's keys stay valid when the array grows */
+    size_t n, cap;
+    dc_strmap by_key;
+    /* the previous call: gate then up (or q_a then kv_a) multiply the same rows */
+    int last_role, last_group, last_layer, last_expert;
+    const float *last_x;
+    int64_t last_n, last_ld;
+    dc_status st;
+    dc_err err;
+};
+
+/* Matrices multiplying the same input share a group (the role of the first of them). */
+static int input_group(int role)
+{
+    switch (role) {
+    case DC_ROLE_MLP_UP: return DC_ROLE_MLP_GATE;
+    case DC_ROLE_EXP_UP: return DC_ROLE_EXP_GATE;
+    case DC_ROLE_SHEXP_UP: return DC_ROLE_SHEXP_GATE;
+    case DC_ROLE_Q_A_PROJ:
+    case DC_ROLE_KV_A_PROJ:
+    case DC_ROLE_K_PROJ:
+    case DC_ROLE_V_PROJ: return DC_ROLE_Q_PROJ;
+    default: return role;
+    }
+}
+
+dc_status dc_hessian_acc_new(const dc_model *m, uint64_t role_mask, uint64_t max_bytes, dc_hessian_acc **out,
+                             dc_err *err)
+{
+    dc_hessian_acc *a = dc_calloc(1, sizeof *a, err);
+    if (!a)
+        return DC_ERR_NOMEM;
+    a->cfg = *dc_model_config(m);
+    a->mask = role_mask;
+    a->max_bytes = max_bytes;
+    a->last_role = -1;
+    *out = a;
+    return DC_OK;
+}
+
+void dc_hessian_acc_free(dc_hessian_acc *a)
+{
+    if (!a)
+        return;
+    for (size_t i = 0; i < a->n; i++) {
+        free(a->e[i]->h);
+        free(a->e[i]);
+    }
+    free(a->e);
+    dc_strmap_free(&a->by_key);
+    free(a);
+}
+
+size_t dc_hessian_acc_count(const dc_hessian_acc *a) { return a->n; }
+uint64_t dc_hessian_acc_bytes(const dc_hessian_acc *a) { return a->bytes; }
+
+dc_status dc_hessian_acc_status(const dc_hessian_acc *a, dc_err *err)
+{
+    if (a->st && err)
+        *err = a->err;
+    return a->st;
+}
+
+static void key_of(char *buf, size_t cap, int group, int layer, int expert)
+{
+    snprintf(buf, cap, "%d:%d:%d", group, layer, expert);
+}
+
+static entry *lookup(const dc_hessian_acc *a, const char *key)
+{
+    int64_t i;
+    return dc_strmap_get(&a->by_key, key, &i) ? a->e[i] : NULL;
+}
+
+static entry *get_entry(dc_hessian_acc *a, const dc_act *x, int group)
+{
+    char key[48];
+    key_of(key, sizeof key, group, x->layer, x->expert);
+    entry *e = lookup(a, key);
+    if (e) {
+        if (e->cols != x->cols) {
+            a->st = dc_err_set(&a->err, DC_ERR_INTERNAL, "gptq: inconsistent input sizes for %s (layer %d): %lld and %lld",
+                               dc_role_name((dc_role)x->role), x->layer, (long long)e->cols, (long long)x->cols);
+            return NULL;
+        }
+        return e;
+    }
+    uint64_t need = (uint64_t)x->cols * (uint64_t)x->cols * sizeof(double);
+    if (a->max_bytes && a->bytes + need > a->max_bytes) {
+        a->st = dc_err_set(&a->err, DC_ERR_NOMEM,
+                           "gptq: the Hessians need more than the limit of %.1f GiB (%zu inputs so far, %.1f GiB; the next, "
+                           "%s of layer %d, is %lld x %lld): GPTQ is for models that fit the machine; use the default "
+                           "clip search or --imatrix",
+                           (double)a->max_bytes / (1 << 30), a->n, (double)a->bytes / (1 << 30),
+                           dc_role_name((dc_role)x->role), x->layer, (long long)x->cols, (long long)x->cols);
+        return NULL;
+    }
+    if (!dc_grow((void **)&a->e, &a->cap, a->n + 1, sizeof *a->e) || !(e = calloc(1, sizeof *e)) ||
+        !(e->h = calloc((size_t)(x->cols * x->cols), sizeof *e->h))) {
+        if (e)
+            free(e);
+        a->st = dc_err_set(&a->err, DC_ERR_NOMEM, "gptq: out of memory for a %lld x %lld Hessian (%s of layer %d)",
+                           (long long)x->cols, (long long)x->cols, dc_role_name((dc_role)x->role), x->layer);
+        return NULL;
+    }
+    memcpy(e->key, key, sizeof key);
+    e->cols = x->cols;
+    if (dc_strmap_put(&a->by_key, e->key, (int64_t)a->n) < 0) {
+        free(e->h);
+        free(e);
+        a->st = dc_err_set(&a->err, DC_ERR_NOMEM, "gptq: out of memory");
+        return NULL;
+    }
+    a->e[a->n++] = e;
+    a->bytes += need;
+    return e;
+}
+
+void dc_hessian_hook(void *ud, const dc_act *x)
+{
+    dc_hessian_acc *a = ud;
+    if (a->st || x->role < 0 || x->role >= DC_ROLE_COUNT || x->n_mat != 1 || x->n <= 0 ||
+        !(a->mask >> x->role & 1))
+        return;
+    const int group = input_group(x->role);
+    /* the second matrix of a pair on the rows just accumulated: nothing to add */
+    bool same = a->last_role >= 0 && a->last_role != x->role && a->last_group == group && a->last_layer == x->layer &&
+                a->last_expert == x->expert && a->last_x == x->x && a->last_n == x->n && a->last_ld == x->ld;
+    a->last_role = x->role;
+    a->last_group = group;
+    a->last_layer = x->layer;
+    a->last_expert = x->expert;
+    a->last_x = x->x;
+    a->last_n = x->n;
+    a->last_ld = x->ld;
+    if (same)
+        return;
+    entry *e = get_entry(a, x, group);
+    if (!e)
+        return;
+    /* h[i][j] += x[t][i] * x[t][j] for j >= i, over t in order; row i by one thread */
+    const int64_t K = x->cols, n = x->n, ld = x->ld;
+    const float *X = x->x;
+    double *H = e->h;
+#pragma omp parallel for schedule(dynamic, 4) if (n * K * K >= (1 << 18))
+    for (int64_t i = 0; i < K; i++) {
+        double *hi = H + i * K;
+        for (int64_t t = 0; t < n; t++) {
+            const float *xt = X + t * ld;
+            const double xi = xt[i];
+            if (xi == 0)
+                continue;
+            for (int64_t j = i; j < K; j++)
+                hi[j] += xi * (double)xt[j];
+        }
+    }
+    e->count += n;
+    e->mirrored = false;
+}
+
+const double *dc_hessian_find(const dc_hessian_acc *a, const char *name, int64_t K, int64_t *count)
+{
+    *count = 0;
+    dc_name_info info;
+    if (!dc_name_parse(&a->cfg, name, &info) || info.is_scale)
+        return NULL;
+    char key[48];
+    key_of(key, sizeof key, input_group(info.role), info.layer, info.expert);
+    entry *e = lookup(a, key);
+    if (!e || e->cols != K || e->count == 0)
+        return NULL;
+    if (!e->mirrored) { /* fill the lower triangle (const to callers: done once, before any use) */
+        for (int64_t i = 0; i < K; i++)
+            for (int64_t j = 0; j < i; j++)
+                e->h[i * K + j] = e->h[j * K + i];
+        e->mirrored = true;
+    }
+    *count = e->count;
+    return e->h;
+}

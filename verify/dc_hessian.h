@@ -1,0 +1,34 @@
+/* GPTQ Hessians (deepcast convert --gptq): per weight matrix, H = sum over the calibration tokens
+ * of x x^T for its input rows x (K x K, double), and the token count, collected from the reference
+ * forward pass through dc_model_set_act_hook. Matrices that multiply the same input share one
+ * Hessian: gate_proj and up_proj (dense MLP, shared experts, each routed expert), and the attention
+ * inputs q_proj / q_a_proj / kv_a_proj_with_mqa (and k_proj / v_proj of the dense distills).
+ *
+ * Only the roles in the mask are collected (the matrices that will be quantized). Memory is
+ * K * K * 8 bytes per distinct input: the accumulator fails cleanly (DC_ERR_NOMEM, naming the
+ * matrix and the total) when a new matrix would take it past max_bytes. The MTP layer is not run
+ * (its matrices have no Hessian; dc_hessian_find returns NULL for them). Sums are taken over the
+ * tokens in order, each element by one thread: identical for any thread count. */
+#ifndef DC_HESSIAN_H
+#define DC_HESSIAN_H
+#include "dc_forward.h"
+
+typedef struct dc_hessian_acc dc_hessian_acc;
+
+/* role_mask: bit r set = collect the inputs of dc_role r. max_bytes: 0 = no limit. */
+dc_status dc_hessian_acc_new(const dc_model *m, uint64_t role_mask, uint64_t max_bytes, dc_hessian_acc **out,
+                             dc_err *err);
+void dc_hessian_acc_free(dc_hessian_acc *a);
+void dc_hessian_hook(void *acc, const dc_act *a);
+/* The first error the hook met, DC_OK if none. */
+dc_status dc_hessian_acc_status(const dc_hessian_acc *a, dc_err *err);
+/* Distinct inputs collected and their bytes. */
+size_t dc_hessian_acc_count(const dc_hessian_acc *a);
+uint64_t dc_hessian_acc_bytes(const dc_hessian_acc *a);
+
+/* The Hessian of the weight with this Hugging Face name (e.g. model.layers.3.mlp.experts.5.up_proj.weight):
+ * K x K row-major, symmetric, with *count tokens; NULL when it was not collected (count 0) or K
+ * differs. The memory stays owned by the accumulator. */
+const double *dc_hessian_find(const dc_hessian_acc *a, const char *name, int64_t K, int64_t *count);
+
+#endif
