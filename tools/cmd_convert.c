@@ -63,6 +63,7 @@ static const char *USAGE =
     "  --calib-tokens FILE | --calib-text FILE   calibration token ids / UTF-8 text (BOS added)\n"
     "  --calib-ctx N            calibration chunk length (default 512; chunks as deepcast imatrix)\n"
     "  --gptq-damp F            dampening, a fraction of the mean Hessian diagonal (default 0.01)\n"
+    "  --gptq-max-memory SIZE   stop (exit 9) when the Hessians would exceed SIZE (default: half the RAM)\n"
     "  --target vllm|sglang     check the runtime's rules (Marlin shapes, fused modules, MLA\n"
     "                           projections); printed with --dry-run, else on stderr\n"
     "  --max-shard-size, --drop-mtp, --threads, --dry-run, --force  as above\n";
@@ -91,6 +92,7 @@ typedef struct gptq_calib {
     bool on;
     const char *tokens, *text;
     long long ctx;
+    uint64_t max_bytes; /* 0: half the physical memory */
 } gptq_calib;
 
 static const double *hessian_lookup(void *ud, const char *name, int64_t K, int64_t *count)
@@ -127,7 +129,7 @@ static dc_status gptq_calibrate(const char *in, const gptq_calib *g, dc_i4_scope
     dc_fwd_opts_default(&fo);
     double t0 = dc_fwd_now();
     long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGE_SIZE);
-    uint64_t cap = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz / 2 : 0;
+    uint64_t cap = g->max_bytes ? g->max_bytes : pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz / 2 : 0;
     dc_status st = dc_fwd_open(in, &fo, &ck, &m, err);
     if (!st)
         st = dc_fwd_input(g->tokens, g->text, ck->dir, dc_model_config(m)->bos_token_id, &ids, &n, &bos, err);
@@ -350,6 +352,14 @@ int cmd_convert(int argc, char **argv)
             if (!(val = cli_value("convert", argc, argv, &i)) || !cli_int("convert", a, val, 4, 1LL << 30, &gq.ctx))
                 return DC_ERR_USAGE;
             have_i4opt = true;
+        } else if (!strcmp(a, "--gptq-max-memory")) {
+            if (!(val = cli_value("convert", argc, argv, &i)))
+                return DC_ERR_USAGE;
+            if (!dc_parse_size(val, &gq.max_bytes) || gq.max_bytes == 0) {
+                cli_error("convert: --gptq-max-memory: cannot parse '%s' (e.g. 8GB, 500MB)", val);
+                return DC_ERR_USAGE;
+            }
+            have_i4opt = true;
         } else if (!strcmp(a, "--gptq-damp")) {
             char *end;
             if (!(val = cli_value("convert", argc, argv, &i)))
@@ -415,9 +425,9 @@ int cmd_convert(int argc, char **argv)
         cli_error("convert: %s holds 4-bit weights; convert it to bf16 first (--to bf16), then to fp8", in);
         return DC_ERR_UNSUPPORTED;
     }
-    if (!gq.on != (!gq.tokens && !gq.text && gq.ctx == 0) || (gq.on && !gq.tokens == !gq.text)) {
+    if (!gq.on != (!gq.tokens && !gq.text && gq.ctx == 0 && gq.max_bytes == 0) || (gq.on && !gq.tokens == !gq.text)) {
         cli_error("convert: %s", gq.on ? "--gptq needs exactly one of --calib-tokens FILE and --calib-text FILE"
-                                       : "--calib-tokens, --calib-text and --calib-ctx go with --gptq");
+                                       : "--calib-tokens, --calib-text, --calib-ctx and --gptq-max-memory go with --gptq");
         return DC_ERR_USAGE;
     }
     if (gq.on && deq4) {

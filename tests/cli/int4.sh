@@ -289,6 +289,9 @@ echo '[1, 2, 99999]' > "$scratch/badtok.json"
 expect_rc 8 "--gptq: calibration token outside the vocabulary" "$dc" convert "$O/v3-bf16" "$scratch/out" --to w4a16 --gptq --calib-tokens "$scratch/badtok.json"
 expect_stderr "99999" "the bad token is named"
 check "no output after a bad calibration token" [ ! -e "$scratch/out" ]
+expect_rc 9 "--gptq: Hessians over --gptq-max-memory" "$dc" convert "$O/v3-bf16" "$scratch/out" --to w4a16 --gptq --calib-tokens "$scratch/rand8k.json" --gptq-max-memory 10MB
+expect_stderr "more than the limit" "the memory limit is explained"
+check "no output after the memory limit" [ ! -e "$scratch/out" ]
 expect_rc 0 "gptq: default scope" "$dc" convert "$O/v3-bf16" "$scratch/gq" --to w4a16 --gptq --calib-tokens "$scratch/rand8k.json" --calib-ctx 200 --force
 check "GPTQ Hessians for every routed expert of the main layers (the MTP layer is not run)" grep -q "144 quantized to 4 bits (0 with imatrix entries, 96 with GPTQ Hessians)" "$scratch/stderr"
 check "64 distinct inputs (gate and up share one)" grep -q "gptq: 64 input Hessians" "$scratch/stderr"
