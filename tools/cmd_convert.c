@@ -127,6 +127,7 @@ static dc_status gptq_calibrate(const char *in, const gptq_calib *g, dc_i4_scope
     dc_chunking ch;
     dc_fwd_opts fo;
     dc_fwd_opts_default(&fo);
+    fo.mtp = true; /* DeepSeek-V3's MTP layer runs too (docs/forward.md): its matrices get Hessians */
     double t0 = dc_fwd_now();
     long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGE_SIZE);
     uint64_t cap = g->max_bytes ? g->max_bytes : pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz / 2 : 0;
@@ -142,7 +143,9 @@ static dc_status gptq_calibrate(const char *in, const gptq_calib *g, dc_i4_scope
     if (!st)
         dc_model_set_act_hook(m, dc_hessian_hook, *out);
     for (int64_t c = 0; !st && c < ch.n_chunks; c++) {
-        st = dc_fwd_chunk(m, ids, (int64_t)n, &ch, c, NULL, err);
+        dc_routing rt = {0}; /* asking for the routing runs the MTP layer */
+        st = dc_fwd_chunk_routed(m, ids, (int64_t)n, &ch, c, NULL, &rt, err);
+        dc_routing_free(&rt);
         if (!st)
             st = dc_hessian_acc_status(*out, err);
         if (!st && dc_log_level > 0 && isatty(2))

@@ -293,8 +293,8 @@ expect_rc 9 "--gptq: Hessians over --gptq-max-memory" "$dc" convert "$O/v3-bf16"
 expect_stderr "more than the limit" "the memory limit is explained"
 check "no output after the memory limit" [ ! -e "$scratch/out" ]
 expect_rc 0 "gptq: default scope" "$dc" convert "$O/v3-bf16" "$scratch/gq" --to w4a16 --gptq --calib-tokens "$scratch/rand8k.json" --calib-ctx 200 --force
-check "GPTQ Hessians for every routed expert of the main layers (the MTP layer is not run)" grep -q "144 quantized to 4 bits (0 with imatrix entries, 96 with GPTQ Hessians)" "$scratch/stderr"
-check "64 distinct inputs (gate and up share one)" grep -q "gptq: 64 input Hessians" "$scratch/stderr"
+check "GPTQ Hessians for every routed expert, the MTP layer's included" grep -q "144 quantized to 4 bits (0 with imatrix entries, 144 with GPTQ Hessians)" "$scratch/stderr"
+check "96 distinct inputs (gate and up share one)" grep -q "gptq: 96 input Hessians" "$scratch/stderr"
 expect_rc 0 "gptq: --scope all g32, 1 thread" "$dc" convert "$O/v3-bf16" "$scratch/gq1" --to w4a16 --scope all --group-size 32 --gptq --calib-tokens "$scratch/rand8k.json" --calib-ctx 200 --threads 1 --force
 expect_rc 0 "gptq: --scope all g32, 2 threads" "$dc" convert "$O/v3-bf16" "$scratch/gq2" --to w4a16 --scope all --group-size 32 --gptq --calib-tokens "$scratch/rand8k.json" --calib-ctx 200 --threads 2 --force
 check "gptq: identical bytes for 1 and 2 threads" diff -r "$scratch/gq1" "$scratch/gq2"
