@@ -10,6 +10,10 @@
  *    dead column; all-zero and non-finite Hessians handled); with H = I GPTQ gives exactly the
  *    group quantizers' codes; on correlated inputs its output error ||X (w - q)|| is well below the
  *    clip search's for every layout;
+ *  - the GPTQ Hessian accumulator against the imatrix collector on the oracle's forward pass: the
+ *    diagonal over the token count equals the imatrix's mean squares for the attention input, the
+ *    dense MLP and every routed expert; inputs shared by two matrices (q_a / kv_a, gate / up) are
+ *    one Hessian counted once; symmetric with |h_ij| <= sqrt(h_ii h_jj);
  *  - llama.cpp GGUF imatrix reading and the Hugging Face -> GGUF name mapping;
  *  - round trips of the oracle V3 checkpoints (v3-bf16, v3-fp8) through every layout: opened with
  *    dc_ckpt_open, each quantized weight within its RTN error bound of the source, every other
@@ -17,6 +21,8 @@
 #include "dc_test.h"
 #include "dc_int4_convert.h"
 #include "dc_gptq.h"
+#include "dc_hessian.h"
+#include "dc_imatrix.h"
 #include "dc_ckpt.h"
 #include "dc_float.h"
 #include "dc_ggml.h"
@@ -912,6 +918,92 @@ static void test_gptq(void)
     free(X);
 }
 
+/* one forward pass feeding both collectors */
+typedef struct both_acc { dc_imatrix_acc *im; dc_hessian_acc *h; } both_acc;
+static void both_hook(void *ud, const dc_act *a)
+{
+    both_acc *b = ud;
+    dc_imatrix_hook(b->im, a);
+    dc_hessian_hook(b->h, a);
+}
+
+static void test_hessian_oracle(void)
+{
+    char in[4200], imf[4300];
+    snprintf(in, sizeof in, "%s/models/v3-bf16", DC_ORACLE);
+    snprintf(imf, sizeof imf, "%s/h.imatrix.gguf", dc_test_tmpdir("int4_hessian"));
+    dc_err err = {0};
+    dc_ckpt *ck = NULL;
+    dc_model *m = NULL;
+    dc_fwd_opts fo;
+    dc_fwd_opts_default(&fo);
+    CHECK_OK(dc_fwd_open(in, &fo, &ck, &m, &err), &err);
+    if (!m)
+        return;
+    enum { NT = 120 };
+    int32_t toks[NT];
+    for (int i = 0; i < NT; i++)
+        toks[i] = (int32_t)((i * 37 + 11) % 3000);
+    both_acc b = {0};
+    CHECK_OK(dc_imatrix_acc_new(m, false, &b.im, &err), &err);
+    CHECK_OK(dc_hessian_acc_new(m, ~0ull, 0, &b.h, &err), &err);
+    dc_model_set_act_hook(m, both_hook, &b);
+    dc_fwd_out out = {0};
+    CHECK_OK(dc_forward(m, toks, NT, &out, &err), &err);
+    CHECK_OK(dc_forward(m, toks + 7, NT - 7, &out, &err), &err); /* a second pass: sums over both */
+    CHECK_OK(dc_imatrix_acc_status(b.im, &err), &err);
+    CHECK_OK(dc_hessian_acc_status(b.h, &err), &err);
+    CHECK_OK(dc_imatrix_write(b.im, imf, false, "t", 2, NT, true, &err), &err);
+    dc_i4_imatrix *im = NULL;
+    CHECK_OK(dc_i4_imatrix_load(imf, &im, &err), &err);
+    const char *names[] = {"model.layers.0.self_attn.q_a_proj.weight", "model.layers.0.self_attn.kv_a_proj_with_mqa.weight",
+                           "model.layers.0.mlp.gate_proj.weight", "model.layers.0.mlp.down_proj.weight",
+                           "model.layers.2.self_attn.o_proj.weight", "model.layers.1.mlp.shared_experts.up_proj.weight"};
+    int64_t c0 = 0, c1 = 0;
+    const double *h0 = dc_hessian_find(b.h, names[0], 320, &c0), *h1 = dc_hessian_find(b.h, names[1], 320, &c1);
+    CHECK_MSG(h0 && h0 == h1 && c0 == 2 * NT - 7, "q_a / kv_a share one Hessian over %d tokens: %p %p, count %lld",
+              2 * NT - 7, (const void *)h0, (const void *)h1, (long long)c0);
+    int bad = 0, checked = 0, experts = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < (pass ? 3 * 16 * 2 : 6); i++) {
+            char nm[128];
+            if (pass)
+                snprintf(nm, sizeof nm, "model.layers.%d.mlp.experts.%d.%s_proj.weight", 1 + i / 48, i % 16,
+                         (i / 16) % 3 == 0 ? "gate" : (i / 16) % 3 == 1 ? "up" : "down");
+            const char *name = pass ? nm : names[i];
+            dc_weight w;
+            if (dc_ckpt_weight(ck, name, &w, &err)) {
+                CHECK_MSG(false, "%s: %s", name, err.msg);
+                continue;
+            }
+            int64_t K = w.cols, cnt = 0;
+            const double *H = dc_hessian_find(b.h, name, K, &cnt);
+            float *imp = NULL;
+            CHECK_OK(dc_i4_imatrix_get(im, name, K, &imp, &err), &err);
+            if (!H || !imp) {
+                CHECK_MSG(!H && pass, "%s: Hessian %p, imatrix entry %p", name, (const void *)H, (void *)imp);
+                free(imp);
+                continue;
+            }
+            experts += pass;
+            for (int64_t k = 0; k < K; k++) {
+                double want = imp[k], got = H[k * K + k] / (double)cnt;
+                bad += !(fabs(got - want) <= 1e-4 * want + 1e-12);
+                for (int64_t j = 0; j < K; j += 7)
+                    bad += H[k * K + j] != H[j * K + k] ||
+                           H[k * K + j] * H[k * K + j] > H[k * K + k] * H[j * K + j] * (1 + 1e-9) + 1e-30;
+            }
+            checked++;
+            free(imp);
+        }
+    CHECK_MSG(bad == 0 && checked >= 6 + 16, "Hessian diagonal / count vs imatrix: %d mismatches over %d matrices (%d experts)",
+              bad, checked, experts);
+    dc_i4_imatrix_free(im);
+    dc_imatrix_acc_free(b.im);
+    dc_hessian_acc_free(b.h);
+    dc_fwd_close(ck, m);
+}
+
 int main(void)
 {
     omp_set_num_threads(2);
@@ -919,6 +1011,7 @@ int main(void)
     test_readers();
     test_quantizers();
     test_gptq();
+    test_hessian_oracle();
     test_imatrix();
     test_oracle();
     return dc_test_done();

@@ -11,6 +11,11 @@ typedef struct entry {
     int64_t cols, count;
     double *h;     /* [cols][cols]; the upper triangle is accumulated, mirrored by dc_hessian_find */
     bool mirrored;
+    /* the rows last accumulated, and the roles that have multiplied them since: another matrix of
+     * the group on the same rows adds nothing (q_a, q_b, kv_a: kv_a's rows are q_a's) */
+    const float *last_x;
+    int64_t last_n, last_ld;
+    uint64_t roles_seen;
 } entry;
 
 struct dc_hessian_acc {
@@ -19,10 +24,6 @@ struct dc_hessian_acc {
     entry **e;     /* pointers: the map's keys stay valid when the array grows */
     size_t n, cap;
     dc_strmap by_key;
-    /* the previous call: gate then up (or q_a then kv_a) multiply the same rows */
-    int last_role, last_group, last_layer, last_expert;
-    const float *last_x;
-    int64_t last_n, last_ld;
     dc_status st;
     dc_err err;
 };
@@ -51,7 +52,6 @@ dc_status dc_hessian_acc_new(const dc_model *m, uint64_t role_mask, uint64_t max
     a->cfg = *dc_model_config(m);
     a->mask = role_mask;
     a->max_bytes = max_bytes;
-    a->last_role = -1;
     *out = a;
     return DC_OK;
 }
@@ -140,22 +140,18 @@ void dc_hessian_hook(void *ud, const dc_act *x)
     if (a->st || x->role < 0 || x->role >= DC_ROLE_COUNT || x->n_mat != 1 || x->n <= 0 ||
         !(a->mask >> x->role & 1))
         return;
-    const int group = input_group(x->role);
-    /* the second matrix of a pair on the rows just accumulated: nothing to add */
-    bool same = a->last_role >= 0 && a->last_role != x->role && a->last_group == group && a->last_layer == x->layer &&
-                a->last_expert == x->expert && a->last_x == x->x && a->last_n == x->n && a->last_ld == x->ld;
-    a->last_role = x->role;
-    a->last_group = group;
-    a->last_layer = x->layer;
-    a->last_expert = x->expert;
-    a->last_x = x->x;
-    a->last_n = x->n;
-    a->last_ld = x->ld;
-    if (same)
-        return;
-    entry *e = get_entry(a, x, group);
+    entry *e = get_entry(a, x, input_group(x->role));
     if (!e)
         return;
+    const uint64_t bit = 1ull << x->role;
+    if (!(e->roles_seen & bit) && e->last_x == x->x && e->last_n == x->n && e->last_ld == x->ld && e->count > 0) {
+        e->roles_seen |= bit; /* the second matrix of the group on the rows just accumulated */
+        return;
+    }
+    e->roles_seen = bit;
+    e->last_x = x->x;
+    e->last_n = x->n;
+    e->last_ld = x->ld;
     /* h[i][j] += x[t][i] * x[t][j] for j >= i, over t in order; row i by one thread */
     const int64_t K = x->cols, n = x->n, ld = x->ld;
     const float *X = x->x;
