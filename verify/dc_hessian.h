@@ -6,8 +6,10 @@
  *
  * Only the roles in the mask are collected (the matrices that will be quantized). Memory is
  * K * K * 8 bytes per distinct input: the accumulator fails cleanly (DC_ERR_NOMEM, naming the
- * matrix and the total) when a new matrix would take it past max_bytes. The MTP layer is not run
- * (its matrices have no Hessian; dc_hessian_find returns NULL for them). Sums are taken over the
+ * matrix and the total) when a new matrix would take it past max_bytes. The MTP layer's matrices
+ * are collected when the forward pass runs it (dc_fwd_opts.mtp with routing requested). A shared
+ * input is counted once per pass: a matrix of the group seeing the rows the group last accumulated
+ * adds nothing, even with another product in between (q_a, q_b, kv_a). Sums are taken over the
  * tokens in order, each element by one thread: identical for any thread count. */
 #ifndef DC_HESSIAN_H
 #define DC_HESSIAN_H
@@ -28,7 +30,8 @@ uint64_t dc_hessian_acc_bytes(const dc_hessian_acc *a);
 
 /* The Hessian of the weight with this Hugging Face name (e.g. model.layers.3.mlp.experts.5.up_proj.weight):
  * K x K row-major, symmetric, with *count tokens; NULL when it was not collected (count 0) or K
- * differs. The memory stays owned by the accumulator. */
+ * differs. The memory stays owned by the accumulator. Not thread-safe (it fills the lower
+ * triangle on first use). */
 const double *dc_hessian_find(const dc_hessian_acc *a, const char *name, int64_t K, int64_t *count);
 
 #endif
