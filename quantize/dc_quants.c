@@ -270,7 +270,10 @@ void dc_quantize_row_q8_0_ref(const float *x, void *vy, int64_t k)
 size_t dc_quantize_q8_0(const float *src, void *dst, int64_t nrows, int64_t n_per_row, const float *imatrix)
 {
     (void)imatrix; /* ggml ignores it */
-    dc_quantize_row_q8_0_ref(src, dst, nrows * n_per_row);
+    if (dcq_x8_enabled()) /* AVX2, same bytes */
+        dcq_q8_0_x8(src, dst, nrows * n_per_row / QK);
+    else
+        dc_quantize_row_q8_0_ref(src, dst, nrows * n_per_row);
     return (size_t)nrows * (size_t)(n_per_row / QK) * sizeof(dc_block_q8_0);
 }
 

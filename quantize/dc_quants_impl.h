@@ -75,6 +75,9 @@ void dcq_qkx_x8x2(const float *x0, const float *w0, const float *x1, const float
                   float rdelta, int nstep, bool v3, uint8_t *L0, uint8_t *L1, float *scales0, float *scales1,
                   float *mins0, float *mins1);
 void dcq_qx_x16(const float *restrict x, const float *restrict qw, int8_t *restrict L, float *restrict scales);
+/* Q8_0 (dc_quantize_row_q8_0_ref) on nb blocks of 32, 32 lanes per block: same bytes; a block
+ * holding a non-finite value goes through the scalar code. */
+void dcq_q8_0_x8(const float *restrict x, void *restrict y, int64_t nb);
 
 /* one entry of the traits table (dc_quants.c) */
 #define DCQ_TRAITS_ENTRY(T, ID, NAME, BLK, BLOCK_T)                                                \

@@ -13,6 +13,7 @@
  * the default build stays portable (only these functions carry the target attribute).
  * tests/test_quants.c checks the fast paths against the scalar ones byte for byte. */
 #include "dc_quants_impl.h"
+#include <stdint.h>
 #include <stdlib.h>
 
 static int x8_mode = -1; /* -1: not yet decided, 0: scalar, 1: AVX2 */
@@ -284,6 +285,54 @@ X8 void dcq_qx_x16(const float *restrict x, const float *restrict qw, int8_t *re
     }
 }
 
+
+/* Q8_0: amax (max is exact and order-free), d = amax / 127 and id = 1 / d as the scalar code, then
+ * cvt_roundf(x * id) per lane: trunc, and one step away from zero where the (exact) remainder is
+ * >= 0.5 in magnitude; out-of-range lanes as the scalar cast stores them. */
+X8 void dcq_q8_0_x8(const float *restrict x, void *restrict vy, int64_t nb)
+{
+    dc_block_q8_0 *y = vy;
+    const __m256 sign = _mm256_set1_ps(-0.0f), half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+    const __m256 fmax = _mm256_set1_ps(3.40282347e38f);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t i = 0; i < nb; i++, x += 32) {
+        __m256 v[4], a[4];
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(x + 8 * k);
+            a[k] = _mm256_andnot_ps(sign, v[k]);
+        }
+        __m256 bad = _mm256_or_ps(_mm256_or_ps(_mm256_cmp_ps(a[0], fmax, _CMP_NLE_UQ), _mm256_cmp_ps(a[1], fmax, _CMP_NLE_UQ)),
+                                  _mm256_or_ps(_mm256_cmp_ps(a[2], fmax, _CMP_NLE_UQ), _mm256_cmp_ps(a[3], fmax, _CMP_NLE_UQ)));
+        if (_mm256_movemask_ps(bad)) {
+            dc_quantize_row_q8_0_ref(x, y + i, 32);
+            continue;
+        }
+        __m256 m = _mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3]));
+        __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        const float d = amax / 127;
+        const float id = d ? 1.0f / d : 0.0f;
+        y[i].d = dcq_f2h(d);
+        const __m256 vid = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) {
+            __m256 p = _mm256_mul_ps(v[k], vid);
+            __m256 t = _mm256_round_ps(p, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            __m256 r = _mm256_andnot_ps(sign, _mm256_sub_ps(p, t));
+            __m256 step = _mm256_and_ps(_mm256_cmp_ps(r, half, _CMP_GE_OQ), _mm256_or_ps(_mm256_and_ps(p, sign), one));
+            q[k] = _mm256_cvttps_epi32(_mm256_add_ps(t, step));
+            /* out of int range (id overflowed to inf for a subnormal amax): cvt_roundf's INT32_MIN,
+             * whose low byte the scalar cast stores: 0 */
+            q[k] = _mm256_andnot_si256(_mm256_cmpeq_epi32(q[k], _mm256_set1_epi32(INT32_MIN)), q[k]);
+        }
+        __m256i s01 = _mm256_packs_epi32(q[0], q[1]), s23 = _mm256_packs_epi32(q[2], q[3]);
+        __m256i b = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(s01, s23), perm);
+        _mm256_storeu_si256((__m256i *)(void *)y[i].qs, b);
+    }
+}
+
 #else /* no x86-64 GCC/clang: never called (dcq_x8_enabled is false) */
 
 void dcq_qkx_x8(const float *restrict x, const float *restrict weights, int nmax, float rmin, float rdelta,
@@ -298,6 +347,10 @@ void dcq_qkx_x8x2(const float *x0, const float *w0, const float *x1, const float
     abort();
 }
 void dcq_qx_x16(const float *restrict x, const float *restrict qw, int8_t *restrict L, float *restrict scales)
+{
+    abort();
+}
+void dcq_q8_0_x8(const float *restrict x, void *restrict y, int64_t nb)
 {
     abort();
 }

@@ -473,7 +473,7 @@ static void test_simd(void)
     }
     /* 5 super-blocks a row: the fast Q4_K / Q5_K paths take them in pairs, plus a single one */
     const int64_t n = 1280, nrows = 14 * 24, ne = n * nrows;
-    const dc_qtype types[] = {DC_QT_Q4_K, DC_QT_Q5_K, DC_QT_Q6_K};
+    const dc_qtype types[] = {DC_QT_Q4_K, DC_QT_Q5_K, DC_QT_Q6_K, DC_QT_Q8_0};
     float *x = malloc((size_t)ne * sizeof(float)), *im[3] = {NULL, malloc((size_t)n * 4), malloc((size_t)n * 4)};
     uint8_t *a = malloc((size_t)ne * 2), *b = malloc((size_t)ne * 2);
     if (!x || !im[1] || !im[2] || !a || !b)
@@ -511,6 +511,39 @@ static void test_simd(void)
             CHECK_MSG(!memcmp(a, b, rbytes), "%s seed %d: ref AVX2 differs from scalar", t->name, seed);
         }
     }
+    /* Q8_0's roundf: blocks whose scaled values are exact ties (amax = 127 * 2^k, values (j + 1/2) *
+     * 2^k), near ties, signed zeros, and blocks with an infinity or a NaN (the scalar code's
+     * handling, whatever it is, is what the fast path must give) */
+    const dc_qtype_traits *t8 = dc_qtype_by_id((int)DC_QT_Q8_0);
+    const int64_t nb8 = 64;
+    for (int64_t bi = 0; bi < nb8; bi++) {
+        float *v = x + bi * 32, sc = ldexpf(1.0f, (int)(bi % 11) - 5);
+        for (int j = 0; j < 32; j++) {
+            float tie = ((float)(j * 4 - 64) + 0.5f) * sc;
+            v[j] = bi % 4 == 0 ? tie : bi % 4 == 1 ? nextafterf(tie, 0.0f) : bi % 4 == 2 ? nextafterf(tie, INFINITY)
+                 : (j % 2 ? -0.0f : 0.0f);
+        }
+        v[31] = 127.0f * sc; /* amax: id = 1 / sc exactly */
+        if (bi == 9)
+            v[4] = INFINITY;
+        if (bi == 13)
+            v[7] = NAN;
+        if (bi == 17)
+            v[0] = -INFINITY, v[1] = NAN;
+    }
+    dc_quants_simd(0);
+    CHECK(dc_quantize_rows(t8->type, x, a, 1, nb8 * 32, NULL) == (size_t)nb8 * 34);
+    dc_quants_simd(1);
+    CHECK(dc_quantize_rows(t8->type, x, b, 1, nb8 * 32, NULL) == (size_t)nb8 * 34);
+    int64_t d8 = first_diff_block(a, b, (size_t)nb8 * 34, 34);
+    CHECK_MSG(d8 < 0, "q8_0 ties: AVX2 differs from scalar at block %lld", (long long)d8);
+    int ties = 0; /* the tie blocks really round half away from zero: q = j * 4 - 64 (+1 if >= 0) */
+    for (int64_t bi = 0; bi < nb8; bi += 4)
+        for (int j = 0; j < 31; j++) {
+            int want = j * 4 - 64 + (j * 4 - 64 >= 0 ? 1 : 0);
+            ties += (int8_t)b[bi * 34 + 2 + j] == want;
+        }
+    CHECK_MSG(ties == 16 * 31, "q8_0: %d of %d ties rounded away from zero", ties, 16 * 31);
     dc_quants_simd(-1);
     free(x), free(im[1]), free(im[2]), free(a), free(b);
 }
