@@ -14,6 +14,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <float.h>
 #include <math.h>
 #include <omp.h>
 #include <pcre2.h>
@@ -1075,7 +1076,7 @@ typedef struct unit {
 typedef struct bufs {
     float *f, *scratch;
     uint8_t *o;
-    size_t cap, scap;
+    size_t cap, scap, cap_o; /* cap: values of f; cap_o: bytes of o */
 } bufs;
 
 /* ggml_validate_row_data: no infinite or NaN scale (or value) in the output */
@@ -1138,46 +1139,68 @@ static dc_status run_unit(const qplan *p, const unit *u, bufs *b, dc_err *err)
         dc_map_release(src, (size_t)(rb_dst * (uint64_t)nr));
         return st;
     }
+    /* rows are read, checked and encoded in batches of about 16 K values (64 KB of f32, cache-sized:
+     * each pass over the values stays in L2), into the unit's output buffer */
     const size_t n = (size_t)(nr * ne0);
-    if (n > b->cap) {
-        free(b->f);
-        free(b->o);
-        b->f = malloc(n * sizeof *b->f);
-        b->o = malloc(n * 4 + 64);
-        b->cap = b->f && b->o ? n : 0;
-        if (!b->cap)
+    const int64_t sub = ne0 >= 16384 ? 1 : 16384 / (ne0 > 0 ? ne0 : 1);
+    const size_t nf = (size_t)((sub < nr ? sub : nr) * ne0);
+    if (nf > b->cap || n * 4 + 64 > b->cap_o) {
+        if (nf > b->cap) {
+            free(b->f);
+            b->f = malloc(nf * sizeof *b->f);
+            b->cap = b->f ? nf : 0;
+        }
+        if (n * 4 + 64 > b->cap_o) {
+            free(b->o);
+            b->o = malloc(n * 4 + 64);
+            b->cap_o = b->o ? n * 4 + 64 : 0;
+        }
+        if (!b->cap || !b->cap_o)
             return dc_err_set(err, DC_ERR_NOMEM, "out of memory for %zu values of %s", n, q->name);
     }
-    dc_status st = read_rows(p, q, u->a, nr, b->f, b, err);
-    if (st)
-        return st;
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(b->f[i]))
-            return dc_err_set(err, DC_ERR_INPUT, "tensor %s: non-finite value at row %lld, column %lld; cannot quantize to %s",
-                              q->name, (long long)(u->a + (int64_t)(i / (size_t)ne0)), (long long)(i % (size_t)ne0),
-                              dc_ggml_type_name((uint32_t)q->dst_type));
-    switch (q->dst_type) {
-    case DC_GGML_F32: memcpy(b->o, b->f, n * 4); break;
-    case DC_GGML_F16:
-        for (size_t i = 0; i < n; i++) {
-            uint16_t h = dc_quants_f32_to_f16(b->f[i]);
-            memcpy(b->o + 2 * i, &h, 2);
+    const float *im = q->imat ? q->imat + (u->a / q->ne[1]) * ne0 : NULL;
+    const dc_qtype_traits *t = q->dst_type == DC_GGML_F32 || q->dst_type == DC_GGML_F16 || q->dst_type == DC_GGML_BF16
+                                   ? NULL
+                                   : dc_qtype_by_id(q->dst_type);
+    for (int64_t r0 = 0; r0 < nr; r0 += sub) {
+        const int64_t rn = nr - r0 < sub ? nr - r0 : sub;
+        const size_t m = (size_t)(rn * ne0);
+        uint8_t *o = b->o + (uint64_t)r0 * rb_dst;
+        dc_status st = read_rows(p, q, u->a + r0, rn, b->f, b, err);
+        if (st)
+            return st;
+        /* a vectorized count of non-finite values (NaN fails the comparison); located only on failure */
+        int nonfinite = 0;
+        const float *fv = b->f;
+#pragma omp simd reduction(+ : nonfinite)
+        for (size_t i = 0; i < m; i++)
+            nonfinite += !(fabsf(fv[i]) <= FLT_MAX);
+        for (size_t i = 0; nonfinite && i < m; i++)
+            if (!isfinite(b->f[i]))
+                return dc_err_set(err, DC_ERR_INPUT,
+                                  "tensor %s: non-finite value at row %lld, column %lld; cannot quantize to %s", q->name,
+                                  (long long)(u->a + r0 + (int64_t)(i / (size_t)ne0)), (long long)(i % (size_t)ne0),
+                                  dc_ggml_type_name((uint32_t)q->dst_type));
+        switch (q->dst_type) {
+        case DC_GGML_F32: memcpy(o, b->f, m * 4); break;
+        case DC_GGML_F16:
+            for (size_t i = 0; i < m; i++) {
+                uint16_t h = dc_quants_f32_to_f16(b->f[i]);
+                memcpy(o + 2 * i, &h, 2);
+            }
+            break;
+        case DC_GGML_BF16:
+            for (size_t i = 0; i < m; i++) { /* ggml_compute_fp32_to_bf16 (inputs are finite) */
+                uint32_t x = dc_f32_bits(b->f[i]);
+                uint16_t h = (uint16_t)((x + (0x7fffu + ((x >> 16) & 1u))) >> 16);
+                memcpy(o + 2 * i, &h, 2);
+            }
+            break;
+        default:
+            if (!t || t->quantize_imatrix(b->f, o, rn, ne0, im) != (size_t)(rb_dst * (uint64_t)rn))
+                return dc_err_set(err, DC_ERR_INTERNAL, "tensor %s: quantizing to %s failed", q->name,
+                                  dc_ggml_type_name((uint32_t)q->dst_type));
         }
-        break;
-    case DC_GGML_BF16:
-        for (size_t i = 0; i < n; i++) { /* ggml_compute_fp32_to_bf16 (inputs are finite) */
-            uint32_t x = dc_f32_bits(b->f[i]);
-            uint16_t h = (uint16_t)((x + (0x7fffu + ((x >> 16) & 1u))) >> 16);
-            memcpy(b->o + 2 * i, &h, 2);
-        }
-        break;
-    default: {
-        const dc_qtype_traits *t = dc_qtype_by_id(q->dst_type);
-        const float *im = q->imat ? q->imat + (u->a / q->ne[1]) * ne0 : NULL;
-        if (!t || t->quantize_imatrix(b->f, b->o, nr, ne0, im) != (size_t)(rb_dst * (uint64_t)nr))
-            return dc_err_set(err, DC_ERR_INTERNAL, "tensor %s: quantizing to %s failed", q->name,
-                              dc_ggml_type_name((uint32_t)q->dst_type));
-    }
     }
     const int bs = blck_size(q->dst_type);
     const int64_t nblocks = (int64_t)n / bs, bad = validate(q->dst_type, b->o, nblocks);

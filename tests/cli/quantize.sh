@@ -205,4 +205,23 @@ expect_rc 8 "imatrix: too few tokens for --ctx" "$dc" imatrix "$scratch/or.gguf"
 expect_stderr "needs at least 1024 tokens" "too few tokens message"
 expect_rc 10 "imatrix output exists" "$dc" imatrix "$scratch/or.gguf" --tokens "$T" --ctx 64 -o "$scratch/im.gguf"
 expect_rc 2 "same input and output" "$dc" quantize "$scratch/or.gguf" "$scratch/or.gguf" Q8_0 --force
+# a NaN and an infinity in the weights (HF input): exit 8 naming tensor, row and column, no output
+cp -r "$O/v3-bf16" "$scratch/nan" && chmod -R u+w "$scratch/nan"
+py - "$scratch/nan" <<'PY'
+import glob, json, struct, sys
+for f in sorted(glob.glob(sys.argv[1] + "/*.safetensors")):
+    b = bytearray(open(f, "rb").read())
+    n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n]); base = 8 + n
+    k = "model.layers.1.mlp.experts.3.down_proj.weight"
+    if k in h:
+        a = h[k]["data_offsets"][0]; cols = h[k]["shape"][1]
+        p = base + a + 2 * (5 * cols + 17); b[p:p + 2] = b"\xc0\x7f"   # row 5, column 17: NaN (bf16)
+        p = base + a + 2 * (9 * cols + 2); b[p:p + 2] = b"\x80\x7f"    # row 9, column 2: +inf
+        open(f, "wb").write(b)
+PY
+for ty in Q8_0 Q4_K_M; do
+    expect_rc 8 "quantize $ty: a NaN in the weights" "$dc" quantize "$scratch/nan" "$scratch/nan.gguf" $ty
+    expect_stderr "tensor blk.1.ffn_down_exps.weight: non-finite value at row 965, column 17" "the NaN is located (expert 3 x 320 rows + 5)"
+    check "no output after a NaN" [ ! -e "$scratch/nan.gguf" ]
+done
 finish
