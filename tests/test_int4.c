@@ -830,8 +830,8 @@ static void test_gptq(void)
     for (int i = 0; i < K; i++)
         I[i * K + i] = 1;
     double *w = malloc(K * sizeof *w);
-    float W[NR][K], cur[32], s1[3], s2[3];
-    uint8_t q1[K], q2[K], z1[3], z2[3];
+    float W[NR][K], cur[32], s1[K / 16], s2[K / 16]; /* groups: K / 16 at most (NVFP4) */
+    uint8_t q1[K], q2[K], z1[K / 16], z2[K / 16];
     for (int n = 0; n < NR; n++)
         for (int k = 0; k < K; k++)
             W[n][k] = gauss() * 0.05f;
