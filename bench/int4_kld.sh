@@ -18,13 +18,7 @@ oracle=$PWD/$build/testdata/oracle
 rm -rf "$work"; mkdir -p "$work"
 M=$oracle/models/v3-bf16
 T=$oracle/golden/v3-bf16/gen200.tokens.json
-python3 -c "
-import json
-x, out = 12345, []
-for _ in range(8000):
-    x = (x * 1103515245 + 12345) % 2**31
-    out.append((x >> 8) % 3000)
-json.dump(out, open('$work/calib.json', 'w'))"
+python3 tests/calib_tokens.py 8000 3000 12345 "$work/calib.json"
 $dc -q imatrix "$M" --tokens "$work/calib.json" --ctx 200 -o "$work/im.gguf"
 cell() {
     $dc -q convert "$M" "$work/out" --scope "$scope" --force "$@"

@@ -191,13 +191,7 @@ PY
     # GPTQ (--gptq): Hessians from 3000 calibration tokens (an LCG over the vocabulary, not the
     # evaluation tokens); every projection gets one and the KLD is below the clip search's
     # (measured qwen2-tiny 0.060 vs 0.162, llama-tiny 0.0149 vs 0.0157)
-    py -c "
-import json
-V = json.load(open('$m/config.json'))['vocab_size']; x, out = 7, []
-for _ in range(3000):
-    x = (x * 1103515245 + 12345) % 2**31
-    out.append((x >> 8) % V)
-json.dump(out, open('$scratch/calib.json', 'w'))"
+    py "$src/calib_tokens.py" 3000 "$(py -c "import json; print(json.load(open('$m/config.json'))['vocab_size'])")" 7 "$scratch/calib.json"
     expect_rc 0 "convert $p --to gptq --gptq" "$dc" convert "$m" "$scratch/$p-gq" --to gptq --gptq --calib-tokens "$scratch/calib.json" --calib-ctx 200
     check "$p: a GPTQ Hessian for all 21 projections" grep -q "21 quantized to 4 bits (0 with imatrix entries, 21 with GPTQ Hessians)" "$scratch/stderr"
     expect_rc 0 "convert $p --to gptq (clip search)" "$dc" convert "$m" "$scratch/$p-gc" --to gptq

@@ -270,13 +270,7 @@ fi
 # Calibration: 8000 tokens drawn uniformly from the vocabulary (an LCG, fixed seed): the oracle's
 # weights are random, so any token is as typical as another, and GPTQ needs many more tokens than
 # the input width (each routed expert sees about a quarter of them; 400 tokens overfit, docs/int4.md).
-py -c "
-import json
-x, out = 12345, []
-for _ in range(8000):
-    x = (x * 1103515245 + 12345) % 2**31
-    out.append((x >> 8) % 3000)
-json.dump(out, open('$scratch/rand8k.json', 'w'))"
+py "$src/calib_tokens.py" 8000 3000 12345 "$scratch/rand8k.json"
 expect_rc 2 "--gptq without calibration data" "$dc" convert "$O/v3-bf16" "$scratch/out" --to w4a16 --gptq
 expect_rc 2 "--calib-tokens without --gptq" "$dc" convert "$O/v3-bf16" "$scratch/out" --to w4a16 --calib-tokens "$scratch/rand8k.json"
 expect_rc 2 "--gptq with two calibration inputs" "$dc" convert "$O/v3-bf16" "$scratch/out" --to w4a16 --gptq --calib-tokens "$scratch/rand8k.json" --calib-text x.txt
