@@ -1176,11 +1176,17 @@ static dc_status run_unit(const qplan *p, const unit *u, bufs *b, dc_err *err)
         for (size_t i = 0; i < m; i++)
             nonfinite += !(fabsf(fv[i]) <= FLT_MAX);
         for (size_t i = 0; nonfinite && i < m; i++)
-            if (!isfinite(b->f[i]))
+            if (!isfinite(b->f[i])) {
+                const int64_t row = u->a + r0 + (int64_t)(i / (size_t)ne0), per = q->ne[1] > 0 ? q->ne[1] : 1;
+                char where[64] = "";
+                if (q->ne[2] > 1) /* stacked experts: which one */
+                    snprintf(where, sizeof where, " (expert %lld, its row %lld)", (long long)(row / per),
+                             (long long)(row % per));
                 return dc_err_set(err, DC_ERR_INPUT,
-                                  "tensor %s: non-finite value at row %lld, column %lld; cannot quantize to %s", q->name,
-                                  (long long)(u->a + r0 + (int64_t)(i / (size_t)ne0)), (long long)(i % (size_t)ne0),
+                                  "tensor %s: non-finite value at row %lld%s, column %lld; cannot quantize to %s", q->name,
+                                  (long long)row, where, (long long)(i % (size_t)ne0),
                                   dc_ggml_type_name((uint32_t)q->dst_type));
+            }
         switch (q->dst_type) {
         case DC_GGML_F32: memcpy(o, b->f, m * 4); break;
         case DC_GGML_F16:
