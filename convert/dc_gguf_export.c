@@ -1097,14 +1097,14 @@ typedef struct bufs {
  * any range (a unit of the export never crosses an expert or a head; dc_gguf_src_rows callers may).
  * *scratch (grown as needed) holds one head of kv_b for attn_k_b. Thread-safe. */
 static dc_status item_rows(const item *it, int64_t a, int64_t b, float *out, float **scratch, size_t *scap,
-                           dc_err *err)
+                           bool release, dc_err *err)
 {
     const int64_t cols = it->cols;
     dc_status st = DC_OK;
     switch (it->kind) {
     case K_DIRECT:
         st = dc_weight_rows(&it->w, a, b - a, out, DC_DEQ_BF16_ROUND, err);
-        if (!st)
+        if (!st && release)
             release_rows(&it->w, a, b - a);
         break;
     case K_STACK: {
@@ -1112,7 +1112,7 @@ static dc_status item_rows(const item *it, int64_t a, int64_t b, float *out, flo
         for (int64_t r = a; r < b && !st;) {
             int64_t e = r / R, n = ((e + 1) * R < b ? (e + 1) * R : b) - r;
             st = dc_weight_rows(&it->ew[e], r - e * R, n, out + (r - a) * cols, DC_DEQ_BF16_ROUND, err);
-            if (!st)
+            if (!st && release)
                 release_rows(&it->ew[e], r - e * R, n);
             r += n;
         }
@@ -1193,7 +1193,7 @@ static dc_status run_unit(const plan *p, const unit *u, bufs *b, dc_err *err)
         if (!b->cap)
             return dc_err_set(err, DC_ERR_NOMEM, "out of memory for %zu values of %s", n, it->name);
     }
-    dc_status st = item_rows(it, u->a, u->b, b->f, &b->g, &b->gcap, err);
+    dc_status st = item_rows(it, u->a, u->b, b->f, &b->g, &b->gcap, true, err);
     if (st)
         return st;
     uint64_t rb = row_bytes(it->dt, cols);
@@ -1460,5 +1460,22 @@ dc_status dc_gguf_src_rows(const dc_gguf_src *s, size_t i, int64_t r0, int64_t n
     if (r0 < 0 || n < 0 || r0 + n > it->rows)
         return dc_err_set(err, DC_ERR_INTERNAL, "tensor %s: rows [%lld, %lld) out of range (%lld rows)", it->name,
                           (long long)r0, (long long)(r0 + n), (long long)it->rows);
-    return item_rows(it, r0, r0 + n, out, scratch, scratch_cap, err);
+    return item_rows(it, r0, r0 + n, out, scratch, scratch_cap, false, err);
+}
+
+void dc_gguf_src_release(const dc_gguf_src *s, size_t i, int64_t r0, int64_t n)
+{
+    const item *it = &s->p.items[i];
+    if (r0 < 0 || n <= 0 || r0 + n > it->rows)
+        return;
+    if (it->kind == K_DIRECT)
+        release_rows(&it->w, r0, n);
+    else if (it->kind == K_STACK) {
+        const int64_t R = it->ne[1];
+        for (int64_t r = r0; r < r0 + n;) {
+            int64_t e = r / R, m = ((e + 1) * R < r0 + n ? (e + 1) * R : r0 + n) - r;
+            release_rows(&it->ew[e], r - e * R, m);
+            r += m;
+        }
+    }
 }

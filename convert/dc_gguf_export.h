@@ -77,8 +77,12 @@ uint64_t dc_gguf_src_bytes_in(const dc_gguf_src *s);
  * general.file_type and general.quantization_version. *tokenizer: whether tokenizer.json existed. */
 dc_status dc_gguf_src_kvs(dc_gguf_src *s, dc_ggufw *w, bool *tokenizer, dc_err *err);
 /* Rows [r0, r0+n) of tensor i as f32 (n * ne[0] values). *scratch / *scratch_cap: a per-thread
- * buffer the call may grow (free it when done). Thread-safe; releases the input pages it consumed. */
+ * buffer the call may grow (free it when done). Thread-safe. The input pages stay mapped: drop
+ * them with dc_gguf_src_release once a larger range is done (releasing small ranges one by one
+ * leaves pages behind: the kernel's fault-around maps them back). */
 dc_status dc_gguf_src_rows(const dc_gguf_src *s, size_t i, int64_t r0, int64_t n, float *out, float **scratch,
                            size_t *scratch_cap, dc_err *err);
+/* Drops the input pages of rows [r0, r0+n) of tensor i from this process (stored weights only). */
+void dc_gguf_src_release(const dc_gguf_src *s, size_t i, int64_t r0, int64_t n);
 
 #endif

@@ -1124,8 +1124,19 @@ static dc_status read_rows(const qplan *p, const qtensor *q, int64_t a, int64_t 
     const uint8_t *src = q->gt->data + (uint64_t)a * rb;
     if (!dc_ggml_decode(q->gt->dtype, src, out, n * q->ne[0]))
         return dc_err_set(err, DC_ERR_UNSUPPORTED, "tensor %s: no decoder for %s", q->name, dc_dtype_name(q->gt->dtype));
-    dc_map_release(src, (size_t)(rb * (uint64_t)n));
     return DC_OK;
+}
+
+/* Drops the input pages of rows [a, a+n) once a unit is done (per batch, the kernel's fault-around
+ * would map released pages back as the next batch faults in). */
+static void release_rows(const qplan *p, const qtensor *q, int64_t a, int64_t n)
+{
+    if (p->src) {
+        dc_gguf_src_release(p->src, q->si, a, n);
+        return;
+    }
+    const uint64_t rb = row_bytes(q->src_type, q->ne[0]);
+    dc_map_release(q->gt->data + (uint64_t)a * rb, (size_t)(rb * (uint64_t)n));
 }
 
 static dc_status run_unit(const qplan *p, const unit *u, bufs *b, dc_err *err)
@@ -1208,6 +1219,7 @@ static dc_status run_unit(const qplan *p, const unit *u, bufs *b, dc_err *err)
                                   dc_ggml_type_name((uint32_t)q->dst_type));
         }
     }
+    release_rows(p, q, u->a, nr);
     const int bs = blck_size(q->dst_type);
     const int64_t nblocks = (int64_t)n / bs, bad = validate(q->dst_type, b->o, nblocks);
     if (bad >= 0) {
