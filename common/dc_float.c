@@ -1,4 +1,6 @@
 #include "dc_float.h"
+
+#include <float.h>
 #include <pthread.h>
 
 float dc_f16_to_f32(uint16_t h)
@@ -137,3 +139,15 @@ static void init_e4m3(void) { for (int i = 0; i < 256; i++) e4m3_tab[i] = dc_e4m
 static void init_f16(void) { for (int i = 0; i < 65536; i++) f16_tab[i] = dc_f16_to_f32((uint16_t)i); }
 const float *dc_e4m3_table(void) { pthread_once(&e4m3_once, init_e4m3); return e4m3_tab; }
 const float *dc_f16_table(void) { pthread_once(&f16_once, init_f16); return f16_tab; }
+
+int64_t dc_first_nonfinite(const float *x, size_t n)
+{
+    size_t bad = 0;
+#pragma omp simd reduction(+ : bad)
+    for (size_t i = 0; i < n; i++)
+        bad += !(fabsf(x[i]) <= FLT_MAX); /* false for NaN and infinities */
+    for (size_t i = 0; bad && i < n; i++)
+        if (!isfinite(x[i]))
+            return (int64_t)i;
+    return -1;
+}

@@ -47,4 +47,8 @@ static inline float dc_e8m0_to_f32(uint8_t v)
 const float *dc_e4m3_table(void);
 const float *dc_f16_table(void);
 
+/* Index of the first non-finite value of x[0..n) (NaN or infinity), -1 if none: a vectorized count
+ * first, the position located only when there is one (the conversions' input checks). */
+int64_t dc_first_nonfinite(const float *x, size_t n);
+
 #endif

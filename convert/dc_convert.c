@@ -362,10 +362,10 @@ static dc_status run_unit(const plan *p, const unit *u, const dc_convert_opts *o
     if (st)
         return st;
     dc_map_release(src_rows, src_len);
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite((*fbuf)[i]))
-            return dc_err_set(err, DC_ERR_INPUT, "tensor %s: non-finite value at row %lld, column %lld; cannot quantize",
-                              it->src->name, (long long)(u->a + i / (size_t)cols), (long long)(i % (size_t)cols));
+    const int64_t bad = dc_first_nonfinite(*fbuf, n);
+    if (bad >= 0)
+        return dc_err_set(err, DC_ERR_INPUT, "tensor %s: non-finite value at row %lld, column %lld; cannot quantize",
+                          it->src->name, (long long)(u->a + (uint64_t)bad / (uint64_t)cols), (long long)(bad % cols));
     int64_t ncb = (cols + o->block - 1) / o->block;
     float *scales = (float *)(void *)(*obuf + ((n + 15) & ~(size_t)15)); /* after the codes; fits */
     dc_fp8_quantize_row_block(*fbuf, nr, cols, o->block, o->scale_mode, *obuf, scales);

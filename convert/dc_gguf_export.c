@@ -1199,14 +1199,15 @@ static dc_status run_unit(const plan *p, const unit *u, bufs *b, dc_err *err)
     uint64_t rb = row_bytes(it->dt, cols);
     switch (it->dt) {
     case DC_DT_F32: memcpy(b->o, b->f, n * 4); break;
-    case DC_DT_Q8_0:
-        for (size_t i = 0; i < n; i++)
-            if (!isfinite(b->f[i]))
-                return dc_err_set(err, DC_ERR_INPUT, "tensor %s (from %s): non-finite value at row %lld, column %lld; cannot quantize to Q8_0",
-                                  it->name, it->src, (long long)(u->a + (int64_t)(i / (size_t)cols)), (long long)(i % (size_t)cols));
+    case DC_DT_Q8_0: {
+        const int64_t i = dc_first_nonfinite(b->f, n);
+        if (i >= 0)
+            return dc_err_set(err, DC_ERR_INPUT, "tensor %s (from %s): non-finite value at row %lld, column %lld; cannot quantize to Q8_0",
+                              it->name, it->src, (long long)(u->a + i / cols), (long long)(i % cols));
         for (int64_t r = 0; r < nr; r++)
             dc_q8_0_quantize_row(b->f + r * cols, b->o + (uint64_t)r * rb, cols);
         break;
+    }
     default: dc_dtype_from_f32(it->dt, b->f, b->o, (int64_t)n); break;
     }
     return dc_ggufw_write(p->w, it->wi, (uint64_t)u->a * rb, b->o, (size_t)((uint64_t)nr * rb), err);

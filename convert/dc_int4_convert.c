@@ -1058,10 +1058,10 @@ static int read_mode(const plan *p, const item *it)
 
 static dc_status check_finite(const item *it, const float *f, uint64_t a, size_t n, int64_t cols, dc_err *err)
 {
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(f[i]))
-            return dc_err_set(err, DC_ERR_INPUT, "tensor %s: non-finite value at row %lld, column %lld; cannot quantize",
-                              it->src->name, (long long)(a + i / (size_t)cols), (long long)(i % (size_t)cols));
+    const int64_t i = dc_first_nonfinite(f, n);
+    if (i >= 0)
+        return dc_err_set(err, DC_ERR_INPUT, "tensor %s: non-finite value at row %lld, column %lld; cannot quantize",
+                          it->src->name, (long long)(a + (uint64_t)i / (uint64_t)cols), (long long)(i % cols));
     return DC_OK;
 }
 

@@ -14,7 +14,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
-#include <float.h>
 #include <math.h>
 #include <omp.h>
 #include <pcre2.h>
@@ -1180,24 +1179,15 @@ static dc_status run_unit(const qplan *p, const unit *u, bufs *b, dc_err *err)
         dc_status st = read_rows(p, q, u->a + r0, rn, b->f, b, err);
         if (st)
             return st;
-        /* a vectorized count of non-finite values (NaN fails the comparison); located only on failure */
-        int nonfinite = 0;
-        const float *fv = b->f;
-#pragma omp simd reduction(+ : nonfinite)
-        for (size_t i = 0; i < m; i++)
-            nonfinite += !(fabsf(fv[i]) <= FLT_MAX);
-        for (size_t i = 0; nonfinite && i < m; i++)
-            if (!isfinite(b->f[i])) {
-                const int64_t row = u->a + r0 + (int64_t)(i / (size_t)ne0), per = q->ne[1] > 0 ? q->ne[1] : 1;
-                char where[64] = "";
-                if (q->ne[2] > 1) /* stacked experts: which one */
-                    snprintf(where, sizeof where, " (expert %lld, its row %lld)", (long long)(row / per),
-                             (long long)(row % per));
-                return dc_err_set(err, DC_ERR_INPUT,
-                                  "tensor %s: non-finite value at row %lld%s, column %lld; cannot quantize to %s", q->name,
-                                  (long long)row, where, (long long)(i % (size_t)ne0),
-                                  dc_ggml_type_name((uint32_t)q->dst_type));
-            }
+        const int64_t bad = dc_first_nonfinite(b->f, m);
+        if (bad >= 0) {
+            const int64_t row = u->a + r0 + bad / ne0, per = q->ne[1] > 0 ? q->ne[1] : 1;
+            char where[64] = "";
+            if (q->ne[2] > 1) /* stacked experts: which one */
+                snprintf(where, sizeof where, " (expert %lld, its row %lld)", (long long)(row / per), (long long)(row % per));
+            return dc_err_set(err, DC_ERR_INPUT, "tensor %s: non-finite value at row %lld%s, column %lld; cannot quantize to %s",
+                              q->name, (long long)row, where, (long long)(bad % ne0), dc_ggml_type_name((uint32_t)q->dst_type));
+        }
         switch (q->dst_type) {
         case DC_GGML_F32: memcpy(o, b->f, m * 4); break;
         case DC_GGML_F16:
