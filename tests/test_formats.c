@@ -547,9 +547,32 @@ static void test_oracle(void)
     }
 }
 
+/* dc_first_nonfinite: the first NaN / infinity wherever it is, -1 for finite data (FLT_MAX, subnormals,
+ * -0 included) */
+static void test_first_nonfinite(void)
+{
+    float x[1000];
+    for (int i = 0; i < 1000; i++)
+        x[i] = i % 3 == 0 ? 3.4028235e38f : i % 3 == 1 ? -1e-45f : -0.0f;
+    CHECK(dc_first_nonfinite(x, 1000) == -1 && dc_first_nonfinite(x, 0) == -1);
+    const int at[] = {0, 7, 8, 500, 999};
+    for (int k = 0; k < 5; k++) {
+        float save = x[at[k]];
+        x[at[k]] = k % 2 ? INFINITY : NAN;
+        if (k == 4)
+            x[at[k]] = -INFINITY;
+        CHECK_MSG(dc_first_nonfinite(x, 1000) == at[k], "non-finite at %d found at %lld", at[k],
+                  (long long)dc_first_nonfinite(x, 1000));
+        x[at[k]] = save;
+    }
+    x[300] = NAN, x[20] = INFINITY;
+    CHECK(dc_first_nonfinite(x, 1000) == 20 && dc_first_nonfinite(x, 20) == -1);
+}
+
 int main(void)
 {
     test_floats();
+    test_first_nonfinite();
     test_writer();
     test_malformed_files();
     test_malformed_dirs();
