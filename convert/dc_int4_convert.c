@@ -237,7 +237,7 @@ typedef struct item {
     uint8_t *cbuf;        /* CONST bytes */
     size_t clen;
     float *imp;           /* importance of the K input columns, or NULL */
-    double *gptq_u;       /* GPTQ: the K x K upper Cholesky factor of the damped inverse Hessian */
+    const double *gptq_u; /* GPTQ: the K x K upper Cholesky factor of the damped inverse Hessian (not owned) */
     float amax, ws2;      /* NVFP4 */
     int64_t ws2_item;     /* NVFP4: the weight_scale_2 item, -1 otherwise */
     int cat, layer;       /* projection category (-1 otherwise) and layer */
@@ -390,17 +390,10 @@ static dc_status plan_i4(plan *p, const dc_ckpt *ck, const dc_int4_opts *o, cons
         return dc_err_prefix(err, "--imatrix %s", o->imatrix);
     if (it->imp)
         stats->n_imatrix++;
-    if (o->hessian) {
-        int64_t count = 0;
-        const double *H = o->hessian(o->hessian_ud, name, K, &count);
-        double used;
-        if (H && count > 0 && (st = dc_gptq_prepare(H, K, o->gptq_damp, name, &it->gptq_u, &used, err)))
+    if (o->gptq_factor) {
+        if ((st = o->gptq_factor(o->gptq_ud, name, K, o->gptq_damp, &it->gptq_u, err)))
             return st;
-        if (it->gptq_u) {
-            stats->n_gptq++;
-            if (used != o->gptq_damp)
-                dc_log(2, "convert: gptq: %s: dampening raised to %g\n", name, used);
-        }
+        stats->n_gptq += it->gptq_u != NULL;
     }
     char nm[1100];
     int64_t G = it->G;
@@ -1455,7 +1448,6 @@ static void plan_free(plan *p)
         free(p->items[i].asm_buf);
         free(p->items[i].cbuf);
         free(p->items[i].imp);
-        free(p->items[i].gptq_u);
     }
     free(p->items);
     free(p->owner);

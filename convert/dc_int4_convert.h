@@ -24,7 +24,7 @@
  *        MXFP4     E8M0 e_ct, e_floor, e_floor + 1, e_floor - 1 (distinct);
  *        ties keep the earlier candidate. w_k = 1, or with an imatrix the mean squared
  *        activation of input column k (dc_i4_imatrix_get).
- *   GPTQ (opts.hessian): the columns of a row are quantized in order; each group's scale is chosen
+ *   GPTQ (opts.gptq_factor): the columns of a row are quantized in order; each group's scale is chosen
  *        as above from the row's current (error-compensated) values when the group starts, and
  *        each column's rounding error is spread over the later columns through the upper Cholesky
  *        factor of the damped inverse Hessian (quantize/dc_gptq.h). Rows are independent.
@@ -52,11 +52,12 @@ typedef struct dc_int4_opts {
                                 GPTQ / AWQ / NVFP4 cannot hold FP8, so BF16), FP8 or BF16 */
     bool clip;               /* MSE clip search (default true); false: plain RTN */
     const char *imatrix;     /* llama.cpp GGUF imatrix, or NULL */
-    /* GPTQ (deepcast convert --gptq): the input Hessian of a weight by its Hugging Face name, K x K
-     * row-major with *count calibration tokens, or NULL (that weight is quantized without error
-     * compensation). Called while planning, from one thread. NULL: no GPTQ. */
-    const double *(*hessian)(void *ud, const char *name, int64_t K, int64_t *count);
-    void *hessian_ud;
+    /* GPTQ (deepcast convert --gptq): the factor of a weight's input Hessian by its Hugging Face
+     * name (dc_gptq_prepare's U, K x K, with dampening damp; the provider owns it and keeps it until
+     * the conversion returns), or *U = NULL: that weight is quantized without error compensation.
+     * Called while planning, from one thread. NULL: no GPTQ. */
+    dc_status (*gptq_factor)(void *ud, const char *name, int64_t K, double damp, const double **U, dc_err *err);
+    void *gptq_ud;
     double gptq_damp;        /* dampening, a fraction of the mean Hessian diagonal (default 0.01) */
     dc_i4_runtime runtime;   /* --target: compatibility rules to check and report */
     uint64_t max_shard_size; /* 0: about the input's largest shard */

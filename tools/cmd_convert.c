@@ -95,9 +95,9 @@ typedef struct gptq_calib {
     uint64_t max_bytes; /* 0: half the physical memory */
 } gptq_calib;
 
-static const double *hessian_lookup(void *ud, const char *name, int64_t K, int64_t *count)
+static dc_status hessian_factor(void *ud, const char *name, int64_t K, double damp, const double **U, dc_err *err)
 {
-    return dc_hessian_find(ud, name, K, count);
+    return dc_hessian_factor(ud, name, K, damp, U, err);
 }
 
 /* The dc_role bits of the matrices a scope quantizes (dc_int4_convert's categories). */
@@ -193,8 +193,8 @@ static int convert_int4(const char *in, const char *out, dc_int4_opts *q, const 
             st = dc_err_set(&err, DC_ERR_EXISTS, "%s: already exists (use --force to overwrite)", out);
         if (!st)
             st = gptq_calibrate(in, gq, q->scope, &hs, &err);
-        q->hessian = hessian_lookup;
-        q->hessian_ud = hs;
+        q->gptq_factor = hessian_factor;
+        q->gptq_ud = hs;
     }
     if (!st)
         st = dc_int4_convert(in, out, q, stdout, &s, &err);
@@ -215,7 +215,7 @@ static int convert_int4(const char *in, const char *out, dc_int4_opts *q, const 
                       "with GPTQ Hessians), %zu FP8, %zu dequantized, %zu copied, %zu dropped; %s read, %s written in %d "
                       "shard(s), %.1f s\n",
                    in, out, dc_int4_target_name(q->layout), q->clip ? "" : ", rtn", q->imatrix ? ", imatrix" : "",
-                   q->hessian ? ", gptq" : "", s.n_tensors, s.n_quantized, s.n_imatrix, s.n_gptq, s.n_fp8, s.n_dequant, s.n_copied, s.n_dropped,
+                   q->gptq_factor ? ", gptq" : "", s.n_tensors, s.n_quantized, s.n_imatrix, s.n_gptq, s.n_fp8, s.n_dequant, s.n_copied, s.n_dropped,
                    dc_fmt_bytes(s.bytes_in, b1, sizeof b1), dc_fmt_bytes(s.bytes_out, b2, sizeof b2), s.n_shards, s.seconds);
         if (s.n_partial)
             dc_log(1, "convert: warning: %zu tensor(s) have K not divisible by the group size (a partial last group): "

@@ -1,4 +1,5 @@
 #include "dc_hessian.h"
+#include "dc_gptq.h"
 #include "dc_names.h"
 #include "dc_strmap.h"
 
@@ -11,6 +12,9 @@ typedef struct entry {
     int64_t cols, count;
     double *h;     /* [cols][cols]; the upper triangle is accumulated, mirrored by dc_hessian_find */
     bool mirrored;
+    double *u;     /* GPTQ's factor (dc_hessian_factor), computed once with dampening u_damp */
+    double u_damp;
+    bool u_done;
     /* the rows last accumulated, and the roles that have multiplied them since: another matrix of
      * the group on the same rows adds nothing (q_a, q_b, kv_a: kv_a's rows are q_a's) */
     const float *last_x;
@@ -62,6 +66,7 @@ void dc_hessian_acc_free(dc_hessian_acc *a)
         return;
     for (size_t i = 0; i < a->n; i++) {
         free(a->e[i]->h);
+        free(a->e[i]->u);
         free(a->e[i]);
     }
     free(a->e);
@@ -170,25 +175,66 @@ void dc_hessian_hook(void *ud, const dc_act *x)
     }
     e->count += n;
     e->mirrored = false;
+    free(e->u); /* a factor of the old sums is stale */
+    e->u = NULL;
+    e->u_done = false;
 }
 
-const double *dc_hessian_find(const dc_hessian_acc *a, const char *name, int64_t K, int64_t *count)
+/* Fills the lower triangle from the accumulated upper one (once after each accumulation). */
+static void mirror(entry *e)
 {
-    *count = 0;
+    if (e->mirrored)
+        return;
+    const int64_t K = e->cols;
+    for (int64_t i = 0; i < K; i++)
+        for (int64_t j = 0; j < i; j++)
+            e->h[i * K + j] = e->h[j * K + i];
+    e->mirrored = true;
+}
+
+/* The entry of the weight with this HF name, NULL if none (or of another width, or empty). */
+static entry *find_entry(const dc_hessian_acc *a, const char *name, int64_t K)
+{
     dc_name_info info;
     if (!dc_name_parse(&a->cfg, name, &info) || info.is_scale)
         return NULL;
     char key[48];
     key_of(key, sizeof key, input_group(info.role), info.layer, info.expert);
     entry *e = lookup(a, key);
-    if (!e || e->cols != K || e->count == 0)
-        return NULL;
-    if (!e->mirrored) { /* fill the lower triangle (const to callers: done once, before any use) */
-        for (int64_t i = 0; i < K; i++)
-            for (int64_t j = 0; j < i; j++)
-                e->h[i * K + j] = e->h[j * K + i];
-        e->mirrored = true;
+    return e && e->cols == K && e->count > 0 ? e : NULL;
+}
+
+dc_status dc_hessian_factor(dc_hessian_acc *a, const char *name, int64_t K, double damp, const double **U,
+                            dc_err *err)
+{
+    *U = NULL;
+    entry *e = find_entry(a, name, K);
+    if (!e)
+        return DC_OK;
+    mirror(e);
+    if (!e->u_done || e->u_damp != damp) {
+        free(e->u);
+        e->u = NULL;
+        double used;
+        dc_status st = dc_gptq_prepare(e->h, K, damp, name, &e->u, &used, err);
+        if (st)
+            return st;
+        if (e->u && used != damp)
+            dc_log(2, "gptq: %s: dampening raised to %g\n", name, used);
+        e->u_damp = damp;
+        e->u_done = true;
     }
+    *U = e->u;
+    return DC_OK;
+}
+
+const double *dc_hessian_find(const dc_hessian_acc *a, const char *name, int64_t K, int64_t *count)
+{
+    *count = 0;
+    entry *e = find_entry(a, name, K);
+    if (!e)
+        return NULL;
+    mirror(e);
     *count = e->count;
     return e->h;
 }

@@ -34,4 +34,11 @@ uint64_t dc_hessian_acc_bytes(const dc_hessian_acc *a);
  * triangle on first use). */
 const double *dc_hessian_find(const dc_hessian_acc *a, const char *name, int64_t K, int64_t *count);
 
+/* GPTQ's factor of the same Hessian (dc_gptq_prepare with dampening damp): computed once per
+ * distinct input and kept (so gate / up and q_a / kv_a share it), owned by the accumulator. *U is
+ * NULL (DC_OK) when there is no Hessian for name or nothing to weight. Errors: the factorization's
+ * (DC_ERR_INPUT when not positive definite, DC_ERR_NOMEM). Not thread-safe. */
+dc_status dc_hessian_factor(dc_hessian_acc *a, const char *name, int64_t K, double damp, const double **U,
+                            dc_err *err);
+
 #endif
