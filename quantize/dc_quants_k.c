@@ -721,41 +721,31 @@ static void q5_K_pack(const uint8_t *L, uint8_t *qh, uint8_t *ql)
 
 /* The row functions take the super-blocks two at a time (the AVX2 searches interleave two); every
  * block is still computed on its own, so the bytes do not depend on the pairing. */
+#define QK45_LOOP(T, NMAX, PACK, SCALES)                                                                \
+    uint8_t L[2 * QK];                                                                                 \
+    for (int64_t i = 0; i < nblk; i += 2) {                                                            \
+        const int nb = nblk - i >= 2 ? 2 : 1;                                                          \
+        qk45_dst dst[2];                                                                               \
+        for (int b = 0; b < nb; b++)                                                                   \
+            dst[b] = (qk45_dst){y[i + b].scales, &y[i + b].d, &y[i + b].dmin};                         \
+        SCALES;                                                                                        \
+        for (int b = 0; b < nb; b++) {                                                                 \
+            dc_block_##T *yb = &y[i + b];                                                              \
+            qk45_requant(x + QK * (i + b), L + QK * b, yb->scales, yb->d, yb->dmin, NMAX);             \
+            PACK;                                                                                      \
+        }                                                                                              \
+    }
 #define QK45_ROWS(T, NMAX, RMIN, NSTEP, CLAMP63, PACK)                                                  \
     void dc_quantize_row_##T##_ref(const float *x, void *vy, int64_t k)                                \
     {                                                                                                  \
         dc_block_##T *y = vy;                                                                          \
-        uint8_t L[2 * QK];                                                                             \
         const int64_t nblk = k / QK;                                                                   \
-        for (int64_t i = 0; i < nblk; i += 2) {                                                        \
-            const int nb = nblk - i >= 2 ? 2 : 1;                                                      \
-            qk45_dst dst[2];                                                                           \
-            for (int b = 0; b < nb; b++)                                                               \
-                dst[b] = (qk45_dst){y[i + b].scales, &y[i + b].d, &y[i + b].dmin};                     \
-            qk45_ref_scales(nb, x + QK * i, L, dst, NMAX, RMIN, NSTEP);                                \
-            for (int b = 0; b < nb; b++) {                                                             \
-                dc_block_##T *yb = &y[i + b];                                                          \
-                qk45_requant(x + QK * (i + b), L + QK * b, yb->scales, yb->d, yb->dmin, NMAX);         \
-                PACK;                                                                                  \
-            }                                                                                          \
-        }                                                                                              \
+        QK45_LOOP(T, NMAX, PACK, qk45_ref_scales(nb, x + QK * i, L, dst, NMAX, RMIN, NSTEP))           \
     }                                                                                                  \
     static void quantize_row_##T##_impl(const float *x, dc_block_##T *y, int64_t n_per_row, const float *qw) \
     {                                                                                                  \
-        uint8_t L[2 * QK];                                                                             \
         const int64_t nblk = n_per_row / QK;                                                           \
-        for (int64_t i = 0; i < nblk; i += 2) {                                                        \
-            const int nb = nblk - i >= 2 ? 2 : 1;                                                      \
-            qk45_dst dst[2];                                                                           \
-            for (int b = 0; b < nb; b++)                                                               \
-                dst[b] = (qk45_dst){y[i + b].scales, &y[i + b].d, &y[i + b].dmin};                     \
-            qk45_impl_scales(nb, x + QK * i, qw ? qw + QK * i : NULL, L, dst, NMAX, CLAMP63);          \
-            for (int b = 0; b < nb; b++) {                                                             \
-                dc_block_##T *yb = &y[i + b];                                                          \
-                qk45_requant(x + QK * (i + b), L + QK * b, yb->scales, yb->d, yb->dmin, NMAX);         \
-                PACK;                                                                                  \
-            }                                                                                          \
-        }                                                                                              \
+        QK45_LOOP(T, NMAX, PACK, qk45_impl_scales(nb, x + QK * i, qw ? qw + QK * i : NULL, L, dst, NMAX, CLAMP63)) \
     }                                                                                                  \
     DCQ_DEFINE_QUANTIZE_K(T, dc_block_##T)
 

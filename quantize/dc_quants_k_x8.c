@@ -204,6 +204,24 @@ X8 void dcq_qkx_x8x2(const float *x0, const float *w0, const float *x1, const fl
     qkx_body(2, xs, ws, nmax, rmin, rdelta, nstep, v3, Ls, scs, mns);
 }
 
+/* One candidate scale of dcq_make_qx_quants on 8 sub-blocks: l = clamp(nearest(iscale * x), -nmax,
+ * nmax - 1) into lout[0..n), and sum w*x*l, sum w*l*l accumulated over i in order (the scalar loop's). */
+static inline X8 void qx_pass(int n, const __m256 *xt, const __m256 *wt, __m256 iscale, __m256i lo, __m256i hi,
+                              __m256 *lout, __m256 *sumlx, __m256 *suml2)
+{
+    __m256 sx = _mm256_setzero_ps(), s2 = _mm256_setzero_ps();
+    for (int i = 0; i < n; i++) {
+        __m256i l = nearest8(_mm256_mul_ps(iscale, xt[i]));
+        l = _mm256_max_epi32(lo, _mm256_min_epi32(hi, l));
+        const __m256 lf = _mm256_cvtepi32_ps(l);
+        lout[i] = lf;
+        sx = _mm256_add_ps(sx, _mm256_mul_ps(_mm256_mul_ps(wt[i], xt[i]), lf));
+        s2 = _mm256_add_ps(s2, _mm256_mul_ps(_mm256_mul_ps(wt[i], lf), lf));
+    }
+    *sumlx = sx;
+    *suml2 = s2;
+}
+
 /* dcq_make_qx_quants(16, 32, x + 16*j, L + 16*j, 1, qw ? qw + 16*j : NULL) for j = 0..15, as
  * two interleaved groups of 8: L[256], scales[16] */
 X8 void dcq_qx_x16(const float *restrict x, const float *restrict qw, int8_t *restrict L, float *restrict scales)
@@ -226,17 +244,8 @@ X8 void dcq_qx_x16(const float *restrict x, const float *restrict qw, int8_t *re
         }
         small[g] = _mm256_cmp_ps(amax[g], _mm256_set1_ps(DCQ_GROUP_MAX_EPS), _CMP_LT_OQ);
         iscale[g] = _mm256_div_ps(_mm256_set1_ps((float)-NMAX), max[g]);
-        sumlx[g] = suml2[g] = zero;
+        qx_pass(N, xt[g], wt[g], iscale[g], lo, hi, lbest[g], &sumlx[g], &suml2[g]);
     }
-    for (int i = 0; i < N; i++)
-        for (int g = 0; g < G; g++) {
-            __m256i l = nearest8(_mm256_mul_ps(iscale[g], xt[g][i]));
-            l = _mm256_max_epi32(lo, _mm256_min_epi32(hi, l));
-            const __m256 lf = _mm256_cvtepi32_ps(l);
-            lbest[g][i] = lf;
-            sumlx[g] = _mm256_add_ps(sumlx[g], _mm256_mul_ps(_mm256_mul_ps(wt[g][i], xt[g][i]), lf));
-            suml2[g] = _mm256_add_ps(suml2[g], _mm256_mul_ps(_mm256_mul_ps(wt[g][i], lf), lf));
-        }
     for (int g = 0; g < G; g++) {
         scale[g] = _mm256_and_ps(_mm256_cmp_ps(suml2[g], zero, _CMP_NEQ_UQ), _mm256_div_ps(sumlx[g], suml2[g]));
         best[g] = _mm256_mul_ps(scale[g], sumlx[g]);
@@ -245,19 +254,8 @@ X8 void dcq_qx_x16(const float *restrict x, const float *restrict qw, int8_t *re
         if (is == 0)
             continue;
         const __m256 num = _mm256_set1_ps(-((float)NMAX + 0.1f * (float)is));
-        for (int g = 0; g < G; g++) {
-            iscale[g] = _mm256_div_ps(num, max[g]);
-            sumlx[g] = suml2[g] = zero;
-        }
-        for (int i = 0; i < N; i++)
-            for (int g = 0; g < G; g++) {
-                __m256i l = nearest8(_mm256_mul_ps(iscale[g], xt[g][i]));
-                l = _mm256_max_epi32(lo, _mm256_min_epi32(hi, l));
-                const __m256 lf = _mm256_cvtepi32_ps(l);
-                lcur[g][i] = lf;
-                sumlx[g] = _mm256_add_ps(sumlx[g], _mm256_mul_ps(_mm256_mul_ps(wt[g][i], xt[g][i]), lf));
-                suml2[g] = _mm256_add_ps(suml2[g], _mm256_mul_ps(_mm256_mul_ps(wt[g][i], lf), lf));
-            }
+        for (int g = 0; g < G; g++)
+            qx_pass(N, xt[g], wt[g], _mm256_div_ps(num, max[g]), lo, hi, lcur[g], &sumlx[g], &suml2[g]);
         for (int g = 0; g < G; g++) {
             const __m256 take = _mm256_and_ps(
                 _mm256_cmp_ps(suml2[g], zero, _CMP_GT_OQ),
