@@ -1,5 +1,7 @@
 #define _GNU_SOURCE
 #include "dc_int4_convert.h"
+#include "dc_int4_x8.h"
+#include "dc_quants.h"
 #include "dc_par.h"
 #include "dc_ckdir.h"
 #include "dc_float.h"
@@ -70,18 +72,10 @@ static float round_to(dc_dtype d, float v)
 
 static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
-/* codes of x at scale s and zero z; returns the weighted squared error */
+/* codes of x at scale s and zero z (when codes is not NULL); returns the weighted squared error */
 static double int_err(const float *x, const float *imp, int n, float s, int z, uint8_t *codes)
 {
-    double e = 0;
-    for (int i = 0; i < n; i++) {
-        int q = clampi((int)nearbyintf(x[i] / s) + z, 0, 15);
-        if (codes)
-            codes[i] = (uint8_t)q;
-        double d = (double)x[i] - (double)((float)(q - z) * s);
-        e += (imp ? (double)imp[i] : 1.0) * d * d;
-    }
-    return e;
+    return dc_quants_simd_enabled() ? dc_i4x8_int_err(x, imp, n, s, z, codes) : dc_i4_int_err_ref(x, imp, n, s, z, codes);
 }
 
 void dc_i4_quant_int(const float *x, const float *imp, int n, bool sym, bool clip, dc_dtype sdt, uint8_t *codes,
@@ -136,15 +130,15 @@ float dc_i4_nvfp4_global(float amax) { return amax > 0 && isfinite(amax) ? amax 
 
 static double fp4_err(const float *x, const float *imp, int n, float div, float mul1, float mul2, uint8_t *codes)
 {
-    double e = 0;
-    for (int i = 0; i < n; i++) {
-        uint8_t q = dc_e2m1_encode(x[i] / div);
-        if (codes)
-            codes[i] = q;
-        double d = (double)x[i] - (double)((dc_e2m1_decode(q) * mul1) * mul2);
-        e += (imp ? (double)imp[i] : 1.0) * d * d;
-    }
-    return e;
+    return dc_quants_simd_enabled() ? dc_i4x8_fp4_err(x, imp, n, div, mul1, mul2, codes)
+                                    : dc_i4_fp4_err_ref(x, imp, n, div, mul1, mul2, codes);
+}
+
+static double mx_err(const float *x, const float *imp, int n, int e, uint8_t *codes)
+{
+    const float up = ldexpf(1.0f, 127 - e), down = ldexpf(1.0f, e - 127); /* exact: e in [0, 254] */
+    return dc_quants_simd_enabled() ? dc_i4x8_mx_err(x, imp, n, up, down, codes)
+                                    : dc_i4_mx_err_ref(x, imp, n, up, down, codes);
 }
 
 uint8_t dc_i4_quant_nvfp4(const float *x, const float *imp, int n, float ws2, bool clip, uint8_t *codes)
@@ -197,19 +191,13 @@ uint8_t dc_i4_quant_mxfp4(const float *x, const float *imp, int n, bool clip, ui
             dup |= cand[j] == e;
         if (dup)
             continue;
-        double err = 0;
-        for (int i = 0; i < n; i++) {
-            uint8_t q = dc_e2m1_encode(ldexpf(x[i], 127 - e));
-            double d = (double)x[i] - (double)ldexpf(dc_e2m1_decode(q), e - 127);
-            err += (imp ? (double)imp[i] : 1.0) * d * d;
-        }
+        double err = mx_err(x, imp, n, e, NULL);
         if (err < best) {
             best = err;
             best_e = e;
         }
     }
-    for (int i = 0; i < n; i++)
-        codes[i] = dc_e2m1_encode(ldexpf(x[i], 127 - best_e));
+    mx_err(x, imp, n, best_e, codes);
     return (uint8_t)best_e;
 }
 

@@ -102,11 +102,13 @@ size_t dc_qtype_row_size(const dc_qtype_traits *t, int64_t n_per_row);
 size_t dc_quantize_rows(dc_qtype type, const float *src, void *dst, int64_t nrows,
                         int64_t n_per_row, const float *imatrix);
 
-/* The AVX2 fast paths of the Q4_K / Q5_K / Q6_K scale searches (same bytes as the scalar code;
- * default: on when the CPU has AVX2 and DC_QUANTS_SCALAR is unset or 0). mode 0: scalar code
- * only, 1: fast paths where the CPU has AVX2, -1: back to the default. Not thread-safe against
- * running quantizations. Returns whether the fast paths are now in use. */
+/* The AVX2 fast paths (Q8_0 and the Q4_K / Q5_K / Q6_K scale searches here, the 4-bit group
+ * quantizers of convert/dc_int4_convert.c; same bytes as the scalar code; default: on when the
+ * CPU has AVX2 and DC_QUANTS_SCALAR is unset or 0). mode 0: scalar code only, 1: fast paths where
+ * the CPU has AVX2, -1: back to the default. Not thread-safe against running quantizations.
+ * Returns whether the fast paths are now in use; dc_quants_simd_enabled() tells without changing. */
 bool dc_quants_simd(int mode);
+bool dc_quants_simd_enabled(void);
 
 /* f32 <-> f16 exactly as ggml converts (round to nearest even; NaN -> 0x7e00 | sign). */
 uint16_t dc_quants_f32_to_f16(float f);

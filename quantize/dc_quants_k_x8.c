@@ -43,6 +43,8 @@ bool dcq_x8_enabled(void)
     return m != 0;
 }
 
+bool dc_quants_simd_enabled(void) { return dcq_x8_enabled(); }
+
 bool dc_quants_simd(int mode)
 {
     int m = mode < 0 ? x8_default() : mode > 0 ? x8_cpu() : 0;

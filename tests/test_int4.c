@@ -20,6 +20,8 @@
  *    tensor unchanged; --to bf16 reproduces the rows; bytes identical for 1 and 2 threads. */
 #include "dc_test.h"
 #include "dc_int4_convert.h"
+#include "dc_int4_x8.h"
+#include "dc_quants.h"
 #include "dc_gptq.h"
 #include "dc_hessian.h"
 #include "dc_imatrix.h"
@@ -484,6 +486,87 @@ static void test_quantizers(void)
     dc_i4_quant_int(x, w, 64, true, true, DC_DT_F32, q2, &s2, &z2);
     CHECK(fabsf(x[5] - (float)(q2[5] - z2) * s2) <= fabsf(x[5] - (float)(q[5] - z) * s));
     CHECK(dc_i4_nvfp4_global(2688.0f) == 1.0f && dc_i4_nvfp4_global(0) == 1.0f);
+}
+
+/* The AVX2 error sums (convert/dc_int4_x8.h) against the scalar references: the same double (bit
+ * for bit) and the same codes, for every group length 1..136 (partial chunks), with and without an
+ * importance, on values that sit on rounding ties, E2M1 thresholds, -0, saturation, subnormal
+ * results and NaN (a zero divisor); then whole group quantizers with the fast paths on and off. */
+static void test_simd(void)
+{
+    if (!dc_quants_simd(1)) {
+        printf("test_simd: no AVX2 on this CPU, skipped\n");
+        dc_quants_simd(-1);
+        return;
+    }
+    static const float fp4_edges[] = {0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f, 6.0f, 7.0f, 0.5f, 3.0f};
+    float x[136], w[136];
+    uint8_t q1[136], q2[136];
+    int bad = 0, cases = 0;
+    for (int t = 0; t < 3000; t++) {
+        const int n = 1 + t % 136;
+        const float s = ldexpf(1.0f + (float)(rnd() % 64) / 64.0f, (int)(rnd() % 30) - 20);
+        const int z = (int)(rnd() % 16);
+        for (int i = 0; i < n; i++) {
+            switch (rnd() % 6) {
+            case 0: x[i] = ((float)((int)(rnd() % 24) - 12) + 0.5f) * s; break;  /* int ties */
+            case 1: x[i] = fp4_edges[rnd() % 11] * s * (rnd() % 2 ? -1.0f : 1.0f); break;
+            case 2: x[i] = rnd() % 2 ? -0.0f : 0.0f; break;
+            default: x[i] = gauss() * s * 6.0f; /* some saturate */
+            }
+            w[i] = t % 3 == 0 ? 0.0f : 0.01f + fabsf(frand()) * 10.0f;
+        }
+        const float *imp = t % 2 ? w : NULL;
+        const int e = t % 97 == 0 ? 0 : t % 89 == 0 ? 254 : 100 + (int)(rnd() % 50);
+        const float up = ldexpf(1.0f, 127 - e), down = ldexpf(1.0f, e - 127);
+        const float div = t % 211 == 0 ? 0.0f : s; /* 0: x / 0 is NaN or inf */
+        double a, b;
+        a = dc_i4_int_err_ref(x, imp, n, s, z, q1);
+        b = dc_i4x8_int_err(x, imp, n, s, z, q2);
+        bad += memcmp(&a, &b, sizeof a) != 0 || memcmp(q1, q2, (size_t)n) != 0;
+        a = dc_i4_fp4_err_ref(x, imp, n, div, s, 0.75f, q1);
+        b = dc_i4x8_fp4_err(x, imp, n, div, s, 0.75f, q2);
+        bad += memcmp(&a, &b, sizeof a) != 0 || memcmp(q1, q2, (size_t)n) != 0;
+        a = dc_i4_mx_err_ref(x, imp, n, up, down, q1);
+        b = dc_i4x8_mx_err(x, imp, n, up, down, q2);
+        bad += memcmp(&a, &b, sizeof a) != 0 || memcmp(q1, q2, (size_t)n) != 0;
+        /* without codes: the same sums */
+        bad += dc_i4_int_err_ref(x, imp, n, s, z, NULL) != dc_i4x8_int_err(x, imp, n, s, z, NULL);
+        cases += 4;
+    }
+    CHECK_MSG(bad == 0, "%d of %d AVX2 error sums differ from the references", bad, cases);
+    /* whole quantizers, fast paths on and off: the same scales, zeros and codes */
+    int diff = 0;
+    for (int t = 0; t < 300; t++) {
+        const int n = 1 + (int)(rnd() % 128);
+        for (int i = 0; i < n; i++) {
+            x[i] = gauss() * 0.02f;
+            w[i] = 0.1f + fabsf(frand());
+        }
+        const float *imp = t % 2 ? w : NULL;
+        for (int sym = 0; sym < 2; sym++) {
+            float sa, sb;
+            uint8_t za, zb;
+            dc_quants_simd(0);
+            dc_i4_quant_int(x, imp, n, sym, true, DC_DT_BF16, q1, &sa, &za);
+            dc_quants_simd(1);
+            dc_i4_quant_int(x, imp, n, sym, true, DC_DT_BF16, q2, &sb, &zb);
+            diff += sa != sb || za != zb || memcmp(q1, q2, (size_t)n) != 0;
+        }
+        const int nb = n < 16 ? n : 16, nm = n < 32 ? n : 32;
+        dc_quants_simd(0);
+        uint8_t ca = dc_i4_quant_nvfp4(x, imp, nb, 1e-5f, true, q1);
+        dc_quants_simd(1);
+        uint8_t cb = dc_i4_quant_nvfp4(x, imp, nb, 1e-5f, true, q2);
+        diff += ca != cb || memcmp(q1, q2, (size_t)nb) != 0;
+        dc_quants_simd(0);
+        ca = dc_i4_quant_mxfp4(x, imp, nm, true, q1);
+        dc_quants_simd(1);
+        cb = dc_i4_quant_mxfp4(x, imp, nm, true, q2);
+        diff += ca != cb || memcmp(q1, q2, (size_t)nm) != 0;
+    }
+    CHECK_MSG(diff == 0, "%d group quantizations differ between the fast paths and the scalar code", diff);
+    dc_quants_simd(-1);
 }
 
 /* ================================================================================================
@@ -1010,6 +1093,7 @@ int main(void)
     test_vectors();
     test_readers();
     test_quantizers();
+    test_simd();
     test_gptq();
     test_hessian_oracle();
     test_imatrix();
