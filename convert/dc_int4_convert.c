@@ -1074,54 +1074,104 @@ static dc_status write_scales_hi(const plan *p, size_t wi, const float *s, size_
 
 static dc_status i4_pack(const plan *p, const item *it, const unit *u, tbuf *b, dc_err *err);
 
+/* GPTQ: group g of a row starts: its scale from the row's current values w[k0..k0+kn) */
+static void gptq_group(dc_i4_layout L, const double *w, int64_t k0, int64_t kn, const float *imp, bool sym, bool clip,
+                       dc_dtype sdt, float ws2, float *cur, uint8_t *q, float *s, uint8_t *z)
+{
+    const float *ig = imp ? imp + k0 : NULL;
+    for (int64_t k = 0; k < kn; k++)
+        cur[k] = (float)w[k0 + k];
+    if (L == DC_I4_NVFP4)
+        *z = dc_i4_quant_nvfp4(cur, ig, (int)kn, ws2, clip, q + k0);
+    else if (L == DC_I4_MXFP4)
+        *z = dc_i4_quant_mxfp4(cur, ig, (int)kn, clip, q + k0);
+    else
+        dc_i4_quant_int(cur, ig, (int)kn, sym, clip, sdt, q + k0, s, z);
+}
+
+/* GPTQ: column i of a row, in its group's scale (s, z): the code (into *q) and the dequantized
+ * value, with the same rounding as the group quantizers */
+static inline float gptq_code(dc_i4_layout L, double wi, float s, int z, float ws2, uint8_t *q)
+{
+    const float v = (float)wi;
+    if (L == DC_I4_NVFP4) {
+        const float e4 = dc_e4m3_table()[z];
+        *q = dc_e2m1_encode(v / (e4 * ws2));
+        return (dc_e2m1_decode(*q) * e4) * ws2;
+    }
+    if (L == DC_I4_MXFP4) {
+        *q = dc_e2m1_encode(ldexpf(v, 127 - z));
+        return ldexpf(dc_e2m1_decode(*q), z - 127);
+    }
+    int c = clampi((int)nearbyintf(v / s) + z, 0, 15);
+    *q = (uint8_t)c;
+    return (float)(c - z) * s;
+}
+
 void dc_i4_gptq_row(dc_i4_layout L, const float *x, int64_t K, int64_t grp, const float *imp, const double *U,
                     bool sym, bool clip, dc_dtype sdt, float ws2, double *w, float *cur, uint8_t *q, float *s,
                     uint8_t *z)
 {
-    const float *e4 = dc_e4m3_table();
     const int64_t G = (K + grp - 1) / grp;
     for (int64_t k = 0; k < K; k++)
         w[k] = x[k];
     for (int64_t g = 0; g < G; g++) {
         const int64_t k0 = g * grp, kn = K - k0 < grp ? K - k0 : grp;
-        const float *ig = imp ? imp + k0 : NULL;
-        for (int64_t k = 0; k < kn; k++)
-            cur[k] = (float)w[k0 + k];
-        float sc = 0;
-        int zz = 8, e = 0;
-        if (L == DC_I4_NVFP4)
-            e = z[g] = dc_i4_quant_nvfp4(cur, ig, (int)kn, ws2, clip, q + k0);
-        else if (L == DC_I4_MXFP4)
-            e = z[g] = dc_i4_quant_mxfp4(cur, ig, (int)kn, clip, q + k0);
-        else {
-            dc_i4_quant_int(cur, ig, (int)kn, sym, clip, sdt, q + k0, &s[g], &z[g]);
-            sc = s[g];
-            zz = z[g];
-        }
-        for (int64_t i = k0; i < k0 + kn; i++) { /* the same rounding as the group quantizers */
-            const float v = (float)w[i];
-            float deq;
-            if (L == DC_I4_NVFP4) {
-                q[i] = dc_e2m1_encode(v / (e4[e] * ws2));
-                deq = (dc_e2m1_decode(q[i]) * e4[e]) * ws2;
-            } else if (L == DC_I4_MXFP4) {
-                q[i] = dc_e2m1_encode(ldexpf(v, 127 - e));
-                deq = ldexpf(dc_e2m1_decode(q[i]), e - 127);
-            } else {
-                int c = clampi((int)nearbyintf(v / sc) + zz, 0, 15);
-                q[i] = (uint8_t)c;
-                deq = (float)(c - zz) * sc;
+        gptq_group(L, w, k0, kn, imp, sym, clip, sdt, ws2, cur, q, &s[g], &z[g]);
+        for (int64_t i = k0; i < k0 + kn; i++)
+            dc_gptq_update(w, U, K, i, gptq_code(L, w[i], s[g], z[g], ws2, &q[i]));
+    }
+}
+
+/* w[r][j] -= e[r] * u[j] for r < nr, j in [j0, K): the rows' compensation by one row of U (each
+ * element's product rounded, then subtracted: dc_gptq_update's operations) */
+__attribute__((target_clones("avx2", "default"))) static void gptq_update_rows(double *w, int64_t K, int nr,
+                                                                              const double *e, const double *u,
+                                                                              int64_t j0)
+{
+    for (int r = 0; r < nr; r++) {
+        double *wr = w + r * K;
+        const double er = e[r];
+#pragma omp simd
+        for (int64_t j = j0; j < K; j++)
+            wr[j] -= er * u[j];
+    }
+}
+
+void dc_i4_gptq_rows(dc_i4_layout L, const float *x, int64_t n, int64_t K, int64_t grp, const float *imp,
+                     const double *U, bool sym, bool clip, dc_dtype sdt, float ws2, double *w, float *cur, uint8_t *q,
+                     float *s, uint8_t *z)
+{
+    const int64_t G = (K + grp - 1) / grp;
+    for (int64_t r0 = 0; r0 < n; r0 += DC_GPTQ_RB) {
+        const int nr = (int)(n - r0 < DC_GPTQ_RB ? n - r0 : DC_GPTQ_RB);
+        for (int64_t k = 0; k < nr * K; k++)
+            w[k] = x[r0 * K + k];
+        for (int64_t g = 0; g < G; g++) {
+            const int64_t k0 = g * grp, kn = K - k0 < grp ? K - k0 : grp;
+            for (int r = 0; r < nr; r++)
+                gptq_group(L, w + r * K, k0, kn, imp, sym, clip, sdt, ws2, cur, q + (r0 + r) * K,
+                           &s[(r0 + r) * G + g], &z[(r0 + r) * G + g]);
+            for (int64_t i = k0; i < k0 + kn; i++) {
+                const double *ui = U + i * K;
+                double e[DC_GPTQ_RB];
+                for (int r = 0; r < nr; r++) {
+                    const int64_t rg = (r0 + r) * G + g;
+                    const double wi = w[r * K + i];
+                    e[r] = (wi - gptq_code(L, wi, s[rg], z[rg], ws2, &q[(r0 + r) * K + i])) / ui[i];
+                }
+                gptq_update_rows(w, K, nr, e, ui, i + 1);
             }
-            dc_gptq_update(w, U, K, i, deq);
         }
     }
 }
 
+
 /* GPTQ over the unit's rows (b->f) into b->q, b->s, b->z. */
 static bool gptq_rows(const plan *p, const item *it, const dc_int4_opts *o, int64_t nr, tbuf *b)
 {
-    const int64_t K = it->cols, G = it->G;
-    double *w = malloc((size_t)K * sizeof *w);
+    const int64_t K = it->cols;
+    double *w = malloc((size_t)(DC_GPTQ_RB * K) * sizeof *w);
     float *cur = malloc((size_t)it->group * sizeof *cur);
     if (!w || !cur) {
         free(w);
@@ -1129,9 +1179,8 @@ static bool gptq_rows(const plan *p, const item *it, const dc_int4_opts *o, int6
         return false;
     }
     const dc_dtype sdt = p->layout == DC_I4_CT ? p->hi_dtype : DC_DT_F16;
-    for (int64_t r = 0; r < nr; r++)
-        dc_i4_gptq_row(p->layout, b->f + r * K, K, it->group, it->imp, it->gptq_u, p->sym, o->clip, sdt, it->ws2, w, cur,
-                       b->q + r * K, b->s + r * G, b->z + r * G);
+    dc_i4_gptq_rows(p->layout, b->f, nr, K, it->group, it->imp, it->gptq_u, p->sym, o->clip, sdt, it->ws2, w, cur, b->q,
+                    b->s, b->z);
     free(w);
     free(cur);
     return true;
@@ -1307,7 +1356,8 @@ static double now_s(void)
 static uint64_t i4_rows(const item *it)
 {
     uint64_t r = ((uint64_t)(1u << 18) / (uint64_t)(it->cols > 0 ? it->cols : 1)) & ~(uint64_t)7;
-    return r < 8 ? 8 : r;
+    const uint64_t lo = it->gptq_u ? DC_GPTQ_RB : 8; /* GPTQ: at least one full block of rows */
+    return r < lo ? lo : r;
 }
 
 static dc_status make_units(plan *p, bool amax_pass, unit **out, size_t *n_out, dc_err *err)

@@ -102,6 +102,14 @@ uint8_t dc_i4_quant_mxfp4(const float *x, const float *imp, int n, bool clip, ui
 void dc_i4_gptq_row(dc_i4_layout L, const float *x, int64_t K, int64_t grp, const float *imp, const double *U,
                     bool sym, bool clip, dc_dtype sdt, float ws2, double *w, float *cur, uint8_t *q, float *s,
                     uint8_t *z);
+/* dc_i4_gptq_row for n rows x[n][K] at once (q[n][K], s[n][G], z[n][G]), the same bytes: blocks of
+ * DC_GPTQ_RB rows share each row of U while it is in cache, and the compensation runs as one
+ * vector loop over the block (AVX2 where the CPU has it: each element's multiply and subtract are
+ * the scalar ones). Work: w[DC_GPTQ_RB * K], cur[grp]. */
+#define DC_GPTQ_RB 16
+void dc_i4_gptq_rows(dc_i4_layout L, const float *x, int64_t n, int64_t K, int64_t grp, const float *imp,
+                     const double *U, bool sym, bool clip, dc_dtype sdt, float ws2, double *w, float *cur, uint8_t *q,
+                     float *s, uint8_t *z);
 /* NVFP4 weight_scale_2 of a tensor whose largest magnitude is amax (1 if amax is 0). */
 float dc_i4_nvfp4_global(float amax);
 

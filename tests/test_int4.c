@@ -994,6 +994,34 @@ static void test_gptq(void)
         printf("gptq %s: output error %.4g, clip search %.4g (ratio %.3f)\n", dc_int4_target_name(L), e_gptq, e_clip,
                e_gptq / e_clip);
     }
+    /* the batched rows (blocks of DC_GPTQ_RB sharing U) give each row's bytes: 21 rows (a partial
+     * block), K 96 with groups of 40 (a partial group), every layout, AVX2 and scalar group searches */
+    for (int li = 0; li < 5; li++) {
+        const dc_i4_layout L = li < 4 ? LS[li] : DC_I4_GPTQ;
+        enum { nr = 21 };
+        const int g = L == DC_I4_NVFP4 ? 16 : L == DC_I4_MXFP4 ? 32 : 40, G = (K + g - 1) / g;
+        const bool sym = L != DC_I4_AWQ;
+        const float ws2 = dc_i4_nvfp4_global(0.3f);
+        uint8_t *qa = malloc((size_t)nr * K), *qb = malloc((size_t)nr * K), za[nr * 6], zb[nr * 6];
+        float sa[nr * 6], sb[nr * 6], cb[40];
+        double *wb = malloc(sizeof(double) * DC_GPTQ_RB * K);
+        for (int ri = 0; ri < nr; ri++)
+            dc_i4_gptq_row(L, W[ri], K, g, NULL, U, sym, true, DC_DT_BF16, ws2, w, cb, qa + ri * K, sa + ri * G,
+                           za + ri * G);
+        memset(sb, 0, sizeof sb);
+        for (int simd = 0; simd < 2; simd++) {
+            dc_quants_simd(simd);
+            dc_i4_gptq_rows(L, &W[0][0], nr, K, g, NULL, U, sym, true, DC_DT_BF16, ws2, wb, cb, qb, sb, zb);
+            bool eq = !memcmp(qa, qb, (size_t)nr * K) && !memcmp(za, zb, (size_t)(nr * G));
+            for (int i = 0; i < nr * G && L != DC_I4_NVFP4 && L != DC_I4_MXFP4; i++)
+                eq &= sa[i] == sb[i];
+            CHECK_MSG(eq, "%s: dc_i4_gptq_rows differs from dc_i4_gptq_row (simd %d)", dc_int4_target_name(L), simd);
+        }
+        dc_quants_simd(-1);
+        free(qa);
+        free(qb);
+        free(wb);
+    }
     free(U);
     free(I);
     free(w);
