@@ -1053,6 +1053,7 @@ static dc_status amax_unit(const plan *p, const unit *u, tbuf *b, float *out, dc
     if (!tbuf_need(b, (size_t)(nr * K), 1))
         return dc_err_set(err, DC_ERR_NOMEM, "out of memory for %lld values of %s", (long long)(nr * K), it->src->name);
     dc_status st = dc_weight_rows(&it->w, (int64_t)u->a, nr, b->f, read_mode(p, it), err);
+    dc_weight_release(&it->w, (int64_t)u->a, nr);
     if (st || (st = check_finite(it, b->f, u->a, (size_t)(nr * K), K, err)))
         return st;
     float m = 0;
@@ -1194,6 +1195,7 @@ static dc_status i4_unit(const plan *p, const unit *u, const dc_int4_opts *o, tb
     if (!tbuf_need(b, (size_t)(nr * K), (size_t)(nr * G)))
         return dc_err_set(err, DC_ERR_NOMEM, "out of memory for %lld values of %s", (long long)(nr * K), it->src->name);
     dc_status st = dc_weight_rows(&it->w, a, nr, b->f, read_mode(p, it), err);
+    dc_weight_release(&it->w, a, nr);
     if (st || (st = check_finite(it, b->f, u->a, (size_t)(nr * K), K, err)))
         return st;
     const dc_i4_layout L = p->layout;
@@ -1327,6 +1329,7 @@ static dc_status run_unit(const plan *p, const unit *u, const dc_int4_opts *o, t
     if (!tbuf_need(b, n, 1))
         return dc_err_set(err, DC_ERR_NOMEM, "out of memory for %zu values of %s", n, it->src->name);
     dc_status st = dc_weight_rows(&it->w, (int64_t)u->a, nr, b->f, read_mode(p, it), err);
+    dc_weight_release(&it->w, (int64_t)u->a, nr);
     if (st)
         return st;
     if (it->op == OP_DEQ) {

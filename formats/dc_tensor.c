@@ -1,6 +1,7 @@
 #include "dc_tensor.h"
 #include "dc_float.h"
 #include "dc_ggml.h"
+#include "dc_io.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -114,6 +115,16 @@ static void deq_e4m3_span(const uint8_t *src, float *dst, int64_t n, float s, co
         for (int64_t c = 0; c < n; c++)
             dst[c] = tab[src[c]] * s;
     }
+}
+
+void dc_weight_release(const dc_weight *w, int64_t r0, int64_t n)
+{
+    if (w->read_rows || !w->t->data || r0 < 0 || n <= 0 || r0 + n > w->rows)
+        return;
+    uint64_t rb = 0;
+    if (!dc_dtype_nbytes(w->t->dtype, (uint64_t)w->cols, &rb) || !rb)
+        return;
+    dc_map_release(w->t->data + (uint64_t)r0 * rb, (size_t)((uint64_t)n * rb));
 }
 
 dc_status dc_weight_rows(const dc_weight *w, int64_t r0, int64_t n, float *out, int mode, dc_err *err)

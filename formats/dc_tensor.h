@@ -49,5 +49,9 @@ dc_status dc_weight_init(dc_weight *w, const dc_tensor *t, const dc_tensor *scal
 /* Reads rows [r0, r0+n) as f32 into out (n * cols floats). mode: DC_DEQ_*. Thread-safe.
  * ggml block types (Q8_0) are decoded through formats/dc_ggml.h. */
 dc_status dc_weight_rows(const dc_weight *w, int64_t r0, int64_t n, float *out, int mode, dc_err *err);
+/* Drops the mapped pages holding rows [r0, r0+n) of a stored weight (madvise, whole pages inside
+ * the range only), after they have been read: a streaming pass keeps its resident memory at the
+ * rows in flight. A later read faults them in again. No-op for virtual weights (read_rows). */
+void dc_weight_release(const dc_weight *w, int64_t r0, int64_t n);
 
 #endif
