@@ -73,9 +73,10 @@ static float round_to(dc_dtype d, float v)
 static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 /* codes of x at scale s and zero z (when codes is not NULL); returns the weighted squared error */
-static double int_err(const float *x, const float *imp, int n, float s, int z, uint8_t *codes)
+static double int_err(const float *x, const float *imp, int n, float s, int z, double bound, uint8_t *codes)
 {
-    return dc_quants_simd_enabled() ? dc_i4x8_int_err(x, imp, n, s, z, codes) : dc_i4_int_err_ref(x, imp, n, s, z, codes);
+    return dc_quants_simd_enabled() ? dc_i4x8_int_err(x, imp, n, s, z, bound, codes)
+                                    : dc_i4_int_err_ref(x, imp, n, s, z, bound, codes);
 }
 
 void dc_i4_quant_int(const float *x, const float *imp, int n, bool sym, bool clip, dc_dtype sdt, uint8_t *codes,
@@ -106,7 +107,7 @@ void dc_i4_quant_int(const float *x, const float *imp, int n, bool sym, bool cli
             }
             if (!(s > 0) || !isfinite(s))
                 continue;
-            double e = int_err(x, imp, n, s, z, NULL);
+            double e = int_err(x, imp, n, s, z, best, NULL);
             if (e < best) {
                 best = e;
                 best_s = s;
@@ -121,24 +122,25 @@ void dc_i4_quant_int(const float *x, const float *imp, int n, bool sym, bool cli
             codes[i] = 8;
         return;
     }
-    int_err(x, imp, n, best_s, best_z, codes);
+    int_err(x, imp, n, best_s, best_z, INFINITY, codes);
     *scale = best_s;
     *zero = (uint8_t)best_z;
 }
 
 float dc_i4_nvfp4_global(float amax) { return amax > 0 && isfinite(amax) ? amax / 2688.0f : 1.0f; }
 
-static double fp4_err(const float *x, const float *imp, int n, float div, float mul1, float mul2, uint8_t *codes)
+static double fp4_err(const float *x, const float *imp, int n, float div, float mul1, float mul2, double bound,
+                      uint8_t *codes)
 {
-    return dc_quants_simd_enabled() ? dc_i4x8_fp4_err(x, imp, n, div, mul1, mul2, codes)
-                                    : dc_i4_fp4_err_ref(x, imp, n, div, mul1, mul2, codes);
+    return dc_quants_simd_enabled() ? dc_i4x8_fp4_err(x, imp, n, div, mul1, mul2, bound, codes)
+                                    : dc_i4_fp4_err_ref(x, imp, n, div, mul1, mul2, bound, codes);
 }
 
-static double mx_err(const float *x, const float *imp, int n, int e, uint8_t *codes)
+static double mx_err(const float *x, const float *imp, int n, int e, double bound, uint8_t *codes)
 {
     const float up = ldexpf(1.0f, 127 - e), down = ldexpf(1.0f, e - 127); /* exact: e in [0, 254] */
-    return dc_quants_simd_enabled() ? dc_i4x8_mx_err(x, imp, n, up, down, codes)
-                                    : dc_i4_mx_err_ref(x, imp, n, up, down, codes);
+    return dc_quants_simd_enabled() ? dc_i4x8_mx_err(x, imp, n, up, down, bound, codes)
+                                    : dc_i4_mx_err_ref(x, imp, n, up, down, bound, codes);
 }
 
 uint8_t dc_i4_quant_nvfp4(const float *x, const float *imp, int n, float ws2, bool clip, uint8_t *codes)
@@ -162,13 +164,13 @@ uint8_t dc_i4_quant_nvfp4(const float *x, const float *imp, int n, float ws2, bo
         if (sc == prev)
             continue;
         prev = sc;
-        double e = fp4_err(x, imp, n, tab[sc] * ws2, tab[sc], ws2, NULL);
+        double e = fp4_err(x, imp, n, tab[sc] * ws2, tab[sc], ws2, best, NULL);
         if (e < best) {
             best = e;
             best_c = sc;
         }
     }
-    fp4_err(x, imp, n, tab[best_c] * ws2, tab[best_c], ws2, codes);
+    fp4_err(x, imp, n, tab[best_c] * ws2, tab[best_c], ws2, INFINITY, codes);
     return (uint8_t)best_c;
 }
 
@@ -191,13 +193,13 @@ uint8_t dc_i4_quant_mxfp4(const float *x, const float *imp, int n, bool clip, ui
             dup |= cand[j] == e;
         if (dup)
             continue;
-        double err = mx_err(x, imp, n, e, NULL);
+        double err = mx_err(x, imp, n, e, best, NULL);
         if (err < best) {
             best = err;
             best_e = e;
         }
     }
-    mx_err(x, imp, n, best_e, codes);
+    mx_err(x, imp, n, best_e, INFINITY, codes);
     return (uint8_t)best_e;
 }
 

@@ -5,7 +5,8 @@
  * subtract / multiply / add; no FMA: -ffp-contract=off and the target is "avx2" only), and lane j
  * of the two __m256d accumulators is the reference's partial sum j. A partial last chunk is
  * loaded masked; its missing lanes contribute +0.0, which leaves a partial sum unchanged (the
- * sums start at +0.0 and never become -0.0). */
+ * sums start at +0.0 and never become -0.0). The early exit (bound) is taken at the same points
+ * (after each 32 elements) with the same sum in both. */
 #include "dc_int4_x8.h"
 #include "dc_int4.h"
 
@@ -13,7 +14,7 @@
 
 static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
-double dc_i4_int_err_ref(const float *x, const float *imp, int n, float s, int z, uint8_t *codes)
+double dc_i4_int_err_ref(const float *x, const float *imp, int n, float s, int z, double bound, uint8_t *codes)
 {
     double p[8] = {0};
     for (int i = 0; i < n; i++) {
@@ -22,11 +23,14 @@ double dc_i4_int_err_ref(const float *x, const float *imp, int n, float s, int z
             codes[i] = (uint8_t)q;
         double d = (double)x[i] - (double)((float)(q - z) * s);
         p[i & 7] += (imp ? (double)imp[i] : 1.0) * d * d;
+        if ((i & 31) == 31 && !codes && dc_i4_sum8(p) >= bound)
+            break;
     }
     return dc_i4_sum8(p);
 }
 
-double dc_i4_fp4_err_ref(const float *x, const float *imp, int n, float div, float mul1, float mul2, uint8_t *codes)
+double dc_i4_fp4_err_ref(const float *x, const float *imp, int n, float div, float mul1, float mul2, double bound,
+                         uint8_t *codes)
 {
     double p[8] = {0};
     for (int i = 0; i < n; i++) {
@@ -35,11 +39,13 @@ double dc_i4_fp4_err_ref(const float *x, const float *imp, int n, float div, flo
             codes[i] = q;
         double d = (double)x[i] - (double)((dc_e2m1_decode(q) * mul1) * mul2);
         p[i & 7] += (imp ? (double)imp[i] : 1.0) * d * d;
+        if ((i & 31) == 31 && !codes && dc_i4_sum8(p) >= bound)
+            break;
     }
     return dc_i4_sum8(p);
 }
 
-double dc_i4_mx_err_ref(const float *x, const float *imp, int n, float up, float down, uint8_t *codes)
+double dc_i4_mx_err_ref(const float *x, const float *imp, int n, float up, float down, double bound, uint8_t *codes)
 {
     double p[8] = {0};
     for (int i = 0; i < n; i++) {
@@ -48,6 +54,8 @@ double dc_i4_mx_err_ref(const float *x, const float *imp, int n, float up, float
             codes[i] = q;
         double d = (double)x[i] - (double)(dc_e2m1_decode(q) * down);
         p[i & 7] += (imp ? (double)imp[i] : 1.0) * d * d;
+        if ((i & 31) == 31 && !codes && dc_i4_sum8(p) >= bound)
+            break;
     }
     return dc_i4_sum8(p);
 }
@@ -104,7 +112,7 @@ static inline X8 void store_codes(uint8_t *codes, __m256i q, int m)
         codes[j] = (uint8_t)t[j];
 }
 
-X8 double dc_i4x8_int_err(const float *x, const float *imp, int n, float s, int z, uint8_t *codes)
+X8 double dc_i4x8_int_err(const float *x, const float *imp, int n, float s, int z, double bound, uint8_t *codes)
 {
     const __m256 vs = _mm256_set1_ps(s);
     const __m256i vz = _mm256_set1_epi32(z), lo = _mm256_setzero_si256(), hi = _mm256_set1_epi32(15);
@@ -119,6 +127,8 @@ X8 double dc_i4x8_int_err(const float *x, const float *imp, int n, float s, int 
         accumulate(xv, deq, imp, i, m, mask, &alo, &ahi);
         if (codes)
             store_codes(codes + i, q, m);
+        else if ((i & 31) == 24 && m == 8 && reduce(alo, ahi) >= bound) /* after elements i..i+7, i + 8 = 32k */
+            break;
     }
     return reduce(alo, ahi);
 }
@@ -151,7 +161,8 @@ static inline X8 __m256 e2m1_decode8(__m256i q)
     return _mm256_or_ps(mag, _mm256_castsi256_ps(sign));
 }
 
-X8 double dc_i4x8_fp4_err(const float *x, const float *imp, int n, float div, float mul1, float mul2, uint8_t *codes)
+X8 double dc_i4x8_fp4_err(const float *x, const float *imp, int n, float div, float mul1, float mul2, double bound,
+                          uint8_t *codes)
 {
     const __m256 vd = _mm256_set1_ps(div), m1 = _mm256_set1_ps(mul1), m2 = _mm256_set1_ps(mul2);
     __m256d alo = _mm256_setzero_pd(), ahi = _mm256_setzero_pd();
@@ -164,11 +175,13 @@ X8 double dc_i4x8_fp4_err(const float *x, const float *imp, int n, float div, fl
         accumulate(xv, deq, imp, i, m, mask, &alo, &ahi);
         if (codes)
             store_codes(codes + i, q, m);
+        else if ((i & 31) == 24 && m == 8 && reduce(alo, ahi) >= bound) /* after elements i..i+7, i + 8 = 32k */
+            break;
     }
     return reduce(alo, ahi);
 }
 
-X8 double dc_i4x8_mx_err(const float *x, const float *imp, int n, float up, float down, uint8_t *codes)
+X8 double dc_i4x8_mx_err(const float *x, const float *imp, int n, float up, float down, double bound, uint8_t *codes)
 {
     const __m256 vu = _mm256_set1_ps(up), vdn = _mm256_set1_ps(down);
     __m256d alo = _mm256_setzero_pd(), ahi = _mm256_setzero_pd();
@@ -181,21 +194,24 @@ X8 double dc_i4x8_mx_err(const float *x, const float *imp, int n, float up, floa
         accumulate(xv, deq, imp, i, m, mask, &alo, &ahi);
         if (codes)
             store_codes(codes + i, q, m);
+        else if ((i & 31) == 24 && m == 8 && reduce(alo, ahi) >= bound) /* after elements i..i+7, i + 8 = 32k */
+            break;
     }
     return reduce(alo, ahi);
 }
 
 #else /* no AVX2 build: never called (dc_quants_simd_enabled() is false); the references */
-double dc_i4x8_int_err(const float *x, const float *imp, int n, float s, int z, uint8_t *codes)
+double dc_i4x8_int_err(const float *x, const float *imp, int n, float s, int z, double bound, uint8_t *codes)
 {
-    return dc_i4_int_err_ref(x, imp, n, s, z, codes);
+    return dc_i4_int_err_ref(x, imp, n, s, z, bound, codes);
 }
-double dc_i4x8_fp4_err(const float *x, const float *imp, int n, float div, float mul1, float mul2, uint8_t *codes)
+double dc_i4x8_fp4_err(const float *x, const float *imp, int n, float div, float mul1, float mul2, double bound,
+                       uint8_t *codes)
 {
-    return dc_i4_fp4_err_ref(x, imp, n, div, mul1, mul2, codes);
+    return dc_i4_fp4_err_ref(x, imp, n, div, mul1, mul2, bound, codes);
 }
-double dc_i4x8_mx_err(const float *x, const float *imp, int n, float up, float down, uint8_t *codes)
+double dc_i4x8_mx_err(const float *x, const float *imp, int n, float up, float down, double bound, uint8_t *codes)
 {
-    return dc_i4_mx_err_ref(x, imp, n, up, down, codes);
+    return dc_i4_mx_err_ref(x, imp, n, up, down, bound, codes);
 }
 #endif

@@ -23,12 +23,18 @@ static inline double dc_i4_sum8(const double p[8])
  * dc_i4x8_*: AVX2, the same results.
  *   int:  q = clamp((int)nearbyintf(x / s) + z, 0, 15), dequant (float)(q - z) * s
  *   fp4:  q = dc_e2m1_encode(x / div), dequant (e2m1(q) * mul1) * mul2   (NVFP4)
- *   mx:   q = dc_e2m1_encode(x * up), dequant e2m1(q) * down  (MXFP4; up, down powers of two) */
-double dc_i4_int_err_ref(const float *x, const float *imp, int n, float s, int z, uint8_t *codes);
-double dc_i4_fp4_err_ref(const float *x, const float *imp, int n, float div, float mul1, float mul2, uint8_t *codes);
-double dc_i4_mx_err_ref(const float *x, const float *imp, int n, float up, float down, uint8_t *codes);
-double dc_i4x8_int_err(const float *x, const float *imp, int n, float s, int z, uint8_t *codes);
-double dc_i4x8_fp4_err(const float *x, const float *imp, int n, float div, float mul1, float mul2, uint8_t *codes);
-double dc_i4x8_mx_err(const float *x, const float *imp, int n, float up, float down, uint8_t *codes);
+ *   mx:   q = dc_e2m1_encode(x * up), dequant e2m1(q) * down  (MXFP4; up, down powers of two)
+ * bound: a search's best error so far. When codes is NULL, the sum stops early once the partial
+ * sums, added as above, reach bound after a multiple of 32 elements, and that value is returned:
+ * the terms are non-negative and IEEE addition is monotone, so the whole sum would not have been
+ * below bound either (a search's "e < best" decides the same). INFINITY: the whole sum. */
+double dc_i4_int_err_ref(const float *x, const float *imp, int n, float s, int z, double bound, uint8_t *codes);
+double dc_i4_fp4_err_ref(const float *x, const float *imp, int n, float div, float mul1, float mul2, double bound,
+                         uint8_t *codes);
+double dc_i4_mx_err_ref(const float *x, const float *imp, int n, float up, float down, double bound, uint8_t *codes);
+double dc_i4x8_int_err(const float *x, const float *imp, int n, float s, int z, double bound, uint8_t *codes);
+double dc_i4x8_fp4_err(const float *x, const float *imp, int n, float div, float mul1, float mul2, double bound,
+                       uint8_t *codes);
+double dc_i4x8_mx_err(const float *x, const float *imp, int n, float up, float down, double bound, uint8_t *codes);
 
 #endif

@@ -502,7 +502,7 @@ static void test_simd(void)
     static const float fp4_edges[] = {0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f, 6.0f, 7.0f, 0.5f, 3.0f};
     float x[136], w[136];
     uint8_t q1[136], q2[136];
-    int bad = 0, cases = 0;
+    int bad = 0, cases = 0, early = 0;
     for (int t = 0; t < 3000; t++) {
         const int n = 1 + t % 136;
         const float s = ldexpf(1.0f + (float)(rnd() % 64) / 64.0f, (int)(rnd() % 30) - 20);
@@ -521,20 +521,35 @@ static void test_simd(void)
         const float up = ldexpf(1.0f, 127 - e), down = ldexpf(1.0f, e - 127);
         const float div = t % 211 == 0 ? 0.0f : s; /* 0: x / 0 is NaN or inf */
         double a, b;
-        a = dc_i4_int_err_ref(x, imp, n, s, z, q1);
-        b = dc_i4x8_int_err(x, imp, n, s, z, q2);
+        a = dc_i4_int_err_ref(x, imp, n, s, z, INFINITY, q1);
+        b = dc_i4x8_int_err(x, imp, n, s, z, INFINITY, q2);
         bad += memcmp(&a, &b, sizeof a) != 0 || memcmp(q1, q2, (size_t)n) != 0;
-        a = dc_i4_fp4_err_ref(x, imp, n, div, s, 0.75f, q1);
-        b = dc_i4x8_fp4_err(x, imp, n, div, s, 0.75f, q2);
+        a = dc_i4_fp4_err_ref(x, imp, n, div, s, 0.75f, INFINITY, q1);
+        b = dc_i4x8_fp4_err(x, imp, n, div, s, 0.75f, INFINITY, q2);
         bad += memcmp(&a, &b, sizeof a) != 0 || memcmp(q1, q2, (size_t)n) != 0;
-        a = dc_i4_mx_err_ref(x, imp, n, up, down, q1);
-        b = dc_i4x8_mx_err(x, imp, n, up, down, q2);
+        a = dc_i4_mx_err_ref(x, imp, n, up, down, INFINITY, q1);
+        b = dc_i4x8_mx_err(x, imp, n, up, down, INFINITY, q2);
         bad += memcmp(&a, &b, sizeof a) != 0 || memcmp(q1, q2, (size_t)n) != 0;
-        /* without codes: the same sums */
-        bad += dc_i4_int_err_ref(x, imp, n, s, z, NULL) != dc_i4x8_int_err(x, imp, n, s, z, NULL);
-        cases += 4;
+        /* without codes, with a bound (the early exit): the same value from both, and the same
+         * decision "below the bound" as the whole sum */
+        const double full = dc_i4_int_err_ref(x, imp, n, s, z, INFINITY, NULL);
+        const double bound = full * (double)(rnd() % 5) / 3.0; /* 0, 1/3, 2/3, 1, 4/3 of it */
+        a = dc_i4_int_err_ref(x, imp, n, s, z, bound, NULL);
+        b = dc_i4x8_int_err(x, imp, n, s, z, bound, NULL);
+        bad += memcmp(&a, &b, sizeof a) != 0 || (a < bound) != (full < bound) || a > full;
+        early += a < full;
+        const double ffull = dc_i4_fp4_err_ref(x, imp, n, div, s, 0.75f, INFINITY, NULL), fb = ffull * 0.5;
+        a = dc_i4_fp4_err_ref(x, imp, n, div, s, 0.75f, fb, NULL);
+        b = dc_i4x8_fp4_err(x, imp, n, div, s, 0.75f, fb, NULL);
+        bad += memcmp(&a, &b, sizeof a) != 0 || (a < fb) != (ffull < fb);
+        const double mfull = dc_i4_mx_err_ref(x, imp, n, up, down, INFINITY, NULL), mb = mfull * 0.5;
+        a = dc_i4_mx_err_ref(x, imp, n, up, down, mb, NULL);
+        b = dc_i4x8_mx_err(x, imp, n, up, down, mb, NULL);
+        bad += memcmp(&a, &b, sizeof a) != 0 || (a < mb) != (mfull < mb);
+        cases += 6;
     }
     CHECK_MSG(bad == 0, "%d of %d AVX2 error sums differ from the references", bad, cases);
+    CHECK_MSG(early > 100, "the early exit was taken %d times", early);
     /* whole quantizers, fast paths on and off: the same scales, zeros and codes */
     int diff = 0;
     for (int t = 0; t < 300; t++) {
