@@ -164,6 +164,23 @@ static void test_golden(const char *variant, const char *seq)
         }
         free(gh);
     }
+    /* the same pass one layer at a time (dc_fwd_state, GPTQ's collection): the same bytes per layer */
+    {
+        dc_fwd_state *fs = NULL;
+        CHECK_OK(dc_fwd_state_new(m, tok, n, &fs, &err), &err);
+        int same = fs && !memcmp(dc_fwd_state_hidden(fs), hid, (size_t)(n * D) * 4);
+        for (int li = 0; fs && li < c->n_layers; li++) {
+            CHECK_OK(dc_fwd_state_step(m, fs, &err), &err);
+            same += !memcmp(dc_fwd_state_hidden(fs), hid + (int64_t)(li + 1) * n * D, (size_t)(n * D) * 4);
+        }
+        CHECK_MSG(same == c->n_layers + 1, "%s %s: layer-by-layer hidden states equal dc_forward's at %d of %d stages",
+                  variant, seq, same, c->n_layers + 1);
+        if (fs && !dc_model_has_mtp(m))
+            CHECK(dc_fwd_state_step(m, fs, &err) == DC_ERR_INTERNAL); /* no layer left */
+        dc_fwd_state_free(fs);
+        int32_t bad = (int32_t)V;
+        CHECK(dc_fwd_state_new(m, &bad, 1, &fs, &err) == DC_ERR_INPUT && !fs);
+    }
     printf("%-13s %-6s  max|d logits| %.3g  |d mean NLL| %.3g  (NLL %.9f)  routing sets differ: %lld", variant,
            seq, maxd, fabs(nll - gnll), nll, (long long)diff_sets);
     if (!strcmp(seq, "seq64"))

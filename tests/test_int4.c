@@ -32,6 +32,8 @@
 #include "dc_io.h"
 
 #include <cjson/cJSON.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -1124,6 +1126,57 @@ static void test_hessian_oracle(void)
         }
     CHECK_MSG(bad == 0 && checked >= 6 + 16, "Hessian diagonal / count vs imatrix: %d mismatches over %d matrices (%d experts)",
               bad, checked, experts);
+    /* layer by layer (dc_fwd_state over the same two sequences), one layer's Hessians at a time,
+     * their factors spilled to a file: the same factors, byte for byte, as from the whole passes */
+    dc_hessian_acc *hl = NULL;
+    dc_fwd_state *st2[2] = {NULL, NULL};
+    char spath[4300];
+    snprintf(spath, sizeof spath, "%s/spill", dc_test_tmpdir("int4_hessian_spill"));
+    int fd = open(spath, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    CHECK(fd >= 0);
+    dc_model_set_act_hook(m, NULL, NULL);
+    CHECK_OK(dc_hessian_acc_new(m, ~0ull, 0, &hl, &err), &err);
+    CHECK_OK(dc_fwd_state_new(m, toks, NT, &st2[0], &err), &err);
+    CHECK_OK(dc_fwd_state_new(m, toks + 7, NT - 7, &st2[1], &err), &err);
+    dc_model_set_act_hook(m, dc_hessian_hook, hl);
+    uint64_t peak = 0;
+    for (int li = 0; hl && st2[0] && st2[1] && fd >= 0 && li < dc_model_n_layers(m); li++) {
+        dc_hessian_acc_set_layer(hl, li);
+        CHECK_OK(dc_fwd_state_step(m, st2[0], &err), &err);
+        CHECK_OK(dc_fwd_state_step(m, st2[1], &err), &err);
+        peak = dc_hessian_acc_bytes(hl) > peak ? dc_hessian_acc_bytes(hl) : peak;
+        CHECK_OK(dc_hessian_spill(hl, fd, 0.01, &err), &err);
+        CHECK(dc_hessian_acc_bytes(hl) == 0);
+    }
+    dc_model_set_act_hook(m, NULL, NULL);
+    CHECK_OK(dc_hessian_spill_map(hl, fd, &err), &err);
+    CHECK_MSG(peak > 0 && peak < dc_hessian_spill_bytes(hl), "one layer's Hessians (%llu bytes) < all factors (%llu)",
+              (unsigned long long)peak, (unsigned long long)dc_hessian_spill_bytes(hl));
+    int same = 0, total = 0;
+    for (int i = 0; i < 6 + 48; i++) {
+        char nm[128];
+        if (i >= 6)
+            snprintf(nm, sizeof nm, "model.layers.%d.mlp.experts.%d.%s_proj.weight", 1 + (i - 6) / 48, (i - 6) % 16,
+                     ((i - 6) / 16) % 3 == 0 ? "gate" : ((i - 6) / 16) % 3 == 1 ? "up" : "down");
+        const char *name = i < 6 ? names[i] : nm;
+        dc_weight w;
+        if (dc_ckpt_weight(ck, name, &w, &err))
+            continue;
+        const double *ua = NULL, *ub = NULL;
+        CHECK_OK(dc_hessian_factor(b.h, name, w.cols, 0.01, &ua, &err), &err);
+        CHECK_OK(dc_hessian_factor(hl, name, w.cols, 0.01, &ub, &err), &err);
+        total++;
+        same += (!ua && !ub) || (ua && ub && !memcmp(ua, ub, (size_t)(w.cols * w.cols) * sizeof *ua));
+    }
+    CHECK_MSG(same == total && total == 54, "spilled layer-by-layer factors equal the whole-pass ones for %d of %d", same,
+              total);
+    const double *ux = NULL;
+    CHECK(dc_hessian_factor(hl, names[0], 320, 0.02, &ux, &err) == DC_ERR_INTERNAL); /* other dampening */
+    dc_fwd_state_free(st2[0]);
+    dc_fwd_state_free(st2[1]);
+    dc_hessian_acc_free(hl);
+    if (fd >= 0)
+        close(fd);
     dc_i4_imatrix_free(im);
     dc_imatrix_acc_free(b.im);
     dc_hessian_acc_free(b.h);

@@ -7,6 +7,7 @@
 #include "dc_hessian.h"
 #include "dc_int4_convert.h"
 
+#include <errno.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,12 +59,13 @@ static const char *USAGE =
     "  --imatrix FILE           llama.cpp GGUF imatrix: importance-weighted clip search\n"
     "  --gptq                   GPTQ: each column's rounding error compensated on the row's later\n"
     "                           columns, from input Hessians collected by running the reference forward\n"
-    "                           pass over calibration data (memory K*K*8 bytes per quantized input;\n"
-    "                           for models that fit the machine). Needs one of:\n"
+    "                           pass over calibration data layer by layer (memory: one layer's\n"
+    "                           Hessians, K*K*8 bytes per quantized input; their factors, as many\n"
+    "                           bytes in all, go to a spill file beside OUTDIR). Needs one of:\n"
     "  --calib-tokens FILE | --calib-text FILE   calibration token ids / UTF-8 text (BOS added)\n"
     "  --calib-ctx N            calibration chunk length (default 512; chunks as deepcast imatrix)\n"
     "  --gptq-damp F            dampening, a fraction of the mean Hessian diagonal (default 0.01)\n"
-    "  --gptq-max-memory SIZE   stop (exit 9) when the Hessians would exceed SIZE (default: half the RAM)\n"
+    "  --gptq-max-memory SIZE   stop (exit 9) when one layer's Hessians would exceed SIZE (default: half the RAM)\n"
     "  --target vllm|sglang     check the runtime's rules (Marlin shapes, fused modules, MLA\n"
     "                           projections); printed with --dry-run, else on stderr\n"
     "  --max-shard-size, --drop-mtp, --threads, --dry-run, --force  as above\n";
@@ -115,22 +117,26 @@ static uint64_t scope_roles(dc_i4_scope scope, const dc_config *c)
     return m;
 }
 
-/* --gptq: runs the forward pass of `in` over the calibration data, collecting the Hessians of the
- * matrices the conversion quantizes (at most half the machine's memory). */
-static dc_status gptq_calibrate(const char *in, const gptq_calib *g, dc_i4_scope scope, dc_hessian_acc **out,
-                                dc_err *err)
+/* --gptq: runs the forward pass of `in` over the calibration data layer by layer (every chunk
+ * through layer 0, then layer 1, ...: the chunks' residual streams are kept between layers),
+ * collecting the Hessians of one layer's quantized matrices at a time; after each layer their
+ * factors go to the spill file fd and the Hessians are freed, so memory holds one layer's (at most
+ * half the machine's memory, or --gptq-max-memory). */
+static dc_status gptq_calibrate(const char *in, const gptq_calib *g, dc_i4_scope scope, double damp, int fd,
+                                dc_hessian_acc **out, dc_err *err)
 {
     dc_ckpt *ck = NULL;
     dc_model *m = NULL;
     int32_t *ids = NULL, bos = -1;
     size_t n = 0;
-    dc_chunking ch;
+    dc_chunking ch = {0};
     dc_fwd_opts fo;
     dc_fwd_opts_default(&fo);
     fo.mtp = true; /* DeepSeek-V3's MTP layer runs too (docs/forward.md): its matrices get Hessians */
     double t0 = dc_fwd_now();
     long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGE_SIZE);
     uint64_t cap = g->max_bytes ? g->max_bytes : pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz / 2 : 0;
+    dc_fwd_state **S = NULL;
     dc_status st = dc_fwd_open(in, &fo, &ck, &m, err);
     if (!st)
         st = dc_fwd_input(g->tokens, g->text, ck->dir, dc_model_config(m)->bos_token_id, &ids, &n, &bos, err);
@@ -140,30 +146,76 @@ static dc_status gptq_calibrate(const char *in, const gptq_calib *g, dc_i4_scope
         st = dc_chunking_init(&ch, (int64_t)n, g->ctx > 0 ? g->ctx : 512, true, bos, err);
     if (!st)
         st = dc_hessian_acc_new(m, scope_roles(scope, dc_model_config(m)), cap, out, err);
+    if (!st && !(S = calloc((size_t)(ch.n_chunks ? ch.n_chunks : 1), sizeof *S)))
+        st = dc_err_set(err, DC_ERR_NOMEM, "out of memory");
+    /* every chunk's embeddings (a chunk as dc_fwd_chunk runs it: llama.cpp's BOS in front) */
+    for (int64_t c = 0; !st && c < ch.n_chunks; c++) {
+        int64_t start, len, first;
+        dc_chunk_range(&ch, (int64_t)n, c, &start, &len, &first);
+        int32_t save = ids[start];
+        if (ch.bos >= 0)
+            ids[start] = ch.bos;
+        st = dc_fwd_state_new(m, ids + start, len, &S[c], err);
+        ids[start] = save;
+    }
     if (!st)
         dc_model_set_act_hook(m, dc_hessian_hook, *out);
-    for (int64_t c = 0; !st && c < ch.n_chunks; c++) {
-        dc_routing rt = {0}; /* asking for the routing runs the MTP layer */
-        st = dc_fwd_chunk_routed(m, ids, (int64_t)n, &ch, c, NULL, &rt, err);
-        dc_routing_free(&rt);
+    const int L = m ? dc_model_n_layers(m) + (dc_model_has_mtp(m) ? 1 : 0) : 0;
+    for (int li = 0; !st && li < L; li++) {
+        dc_hessian_acc_set_layer(*out, li);
+        for (int64_t c = 0; !st && c < ch.n_chunks; c++) {
+            if ((st = dc_fwd_state_step(m, S[c], err)))
+                dc_err_prefix(err, "chunk %lld", (long long)c);
+            else
+                st = dc_hessian_acc_status(*out, err);
+        }
         if (!st)
-            st = dc_hessian_acc_status(*out, err);
+            st = dc_hessian_spill(*out, fd, damp, err);
         if (!st && dc_log_level > 0 && isatty(2))
-            fprintf(stderr, "\rconvert: gptq calibration: chunk %lld/%lld, %.1f s   ", (long long)(c + 1),
-                    (long long)ch.n_chunks, dc_fwd_now() - t0);
+            fprintf(stderr, "\rconvert: gptq calibration: layer %d/%d, %.1f s   ", li + 1, L, dc_fwd_now() - t0);
     }
-    if (dc_log_level > 0 && isatty(2) && !st)
+    if (dc_log_level > 0 && isatty(2) && !st && L)
         fputc('\n', stderr);
+    if (!st && *out)
+        st = dc_hessian_spill_map(*out, fd, err);
     if (st) {
         dc_err_prefix(err, "--gptq calibration");
     } else {
         char b[32];
-        dc_log(1, "convert: gptq: %zu input Hessians (%s) from %lld chunks of %lld tokens, %.1f s\n",
-               dc_hessian_acc_count(*out), dc_fmt_bytes(dc_hessian_acc_bytes(*out), b, sizeof b), (long long)ch.n_chunks,
-               (long long)ch.ctx, dc_fwd_now() - t0);
+        dc_log(1, "convert: gptq: %zu input Hessians from %lld chunks of %lld tokens, layer by layer; factors %s "
+                  "(spilled to disk), %.1f s\n",
+               dc_hessian_acc_count(*out), (long long)ch.n_chunks, (long long)ch.ctx,
+               dc_fmt_bytes(dc_hessian_spill_bytes(*out), b, sizeof b), dc_fwd_now() - t0);
     }
+    for (int64_t c = 0; S && c < ch.n_chunks; c++)
+        dc_fwd_state_free(S[c]);
+    free(S);
     free(ids);
+    if (m)
+        dc_model_set_act_hook(m, NULL, NULL);
     dc_fwd_close(ck, m);
+    return st;
+}
+
+/* The spill file of --gptq: created beside the output and unlinked at once (nothing is left
+ * behind whatever happens; the open descriptor keeps it until the conversion ends). */
+static dc_status gptq_spill_file(const char *out, int *fd, dc_err *err)
+{
+    size_t n = strlen(out);
+    while (n > 1 && out[n - 1] == '/')
+        n--;
+    char *tmpl = malloc(n + 32);
+    if (!tmpl)
+        return dc_err_set(err, DC_ERR_NOMEM, "out of memory");
+    snprintf(tmpl, n + 32, "%.*s.gptq-spill-XXXXXX", (int)n, out);
+    *fd = mkstemp(tmpl);
+    dc_status st = DC_OK;
+    if (*fd < 0)
+        st = dc_err_set(err, DC_ERR_IO, "%s: cannot create the GPTQ spill file beside the output: %s", tmpl,
+                        strerror(errno));
+    else
+        unlink(tmpl);
+    free(tmpl);
     return st;
 }
 
@@ -188,17 +240,22 @@ static int convert_int4(const char *in, const char *out, dc_int4_opts *q, const 
     dc_int4_stats s;
     dc_hessian_acc *hs = NULL;
     dc_status st = DC_OK;
+    int spill = -1;
     if (gq->on && !q->dry_run) {
         if (!q->force && dc_exists(out))
             st = dc_err_set(&err, DC_ERR_EXISTS, "%s: already exists (use --force to overwrite)", out);
         if (!st)
-            st = gptq_calibrate(in, gq, q->scope, &hs, &err);
+            st = gptq_spill_file(out, &spill, &err);
+        if (!st)
+            st = gptq_calibrate(in, gq, q->scope, q->gptq_damp, spill, &hs, &err);
         q->gptq_factor = hessian_factor;
         q->gptq_ud = hs;
     }
     if (!st)
         st = dc_int4_convert(in, out, q, stdout, &s, &err);
     dc_hessian_acc_free(hs);
+    if (spill >= 0)
+        close(spill);
     if (st) {
         cli_error("convert: %s", err.msg);
         return st;

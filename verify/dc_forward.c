@@ -1282,6 +1282,80 @@ fail:
     return st;
 }
 
+/* RoPE angles for positions 0..n-1: float32(t) * freq[i], in float32 */
+static void rope_tables(const dc_model *m, ws *w, int64_t n)
+{
+    const int64_t half = m->dr / 2;
+#pragma omp parallel for schedule(static) if (n * half >= PAR_MIN / 16)
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t i = 0; i < half; i++) {
+            float a = (float)t * m->freqs[i];
+            w->cs[t * half + i] = cosf(a);
+            w->sn[t * half + i] = sinf(a);
+        }
+}
+
+/* embeddings: plain row lookup into w->x */
+static dc_status embed_rows(dc_model *m, const int32_t *tokens, int64_t n, ws *w, dc_err *err)
+{
+    const int64_t D = m->D;
+    par_err pe = {0};
+#pragma omp parallel for schedule(static) if (n * D >= PAR_MIN)
+    for (int64_t t = 0; t < n; t++) {
+        dc_err e;
+        dc_status s = dc_weight_rows(&m->embed.w, tokens[t], 1, w->x + t * D, m->opts.deq_mode, &e);
+        if (s)
+            par_fail(&pe, s, &e);
+    }
+    if (pe.st)
+        *err = pe.err;
+    return pe.st;
+}
+
+/* One decoder layer on w->x in place (routing, for a MoE layer, left in w->ridx / w->rw). */
+static dc_status run_layer(dc_model *m, int li, ws *w, int64_t n, dc_err *err)
+{
+    const int64_t D = m->D;
+    layer *l = &m->layers[li];
+    dc_status st;
+    /* x = x + attn(attn_norm(x)) */
+    rmsnorm(w->x, D, l->attn_norm, n, D, w->xn, D, m->eps);
+    if ((st = m->dense ? attention_gqa(m, l, w, n, err) : attention(m, l, w, n, err)))
+        goto fail;
+    add_inplace(w->x, w->f, n * D);
+    /* x = x + ffn(ffn_norm(x)) */
+    rmsnorm(w->x, D, l->ffn_norm, n, D, w->xn, D, m->eps);
+    if (l->moe)
+        st = moe(m, l, w, n, err);
+    else
+        st = mlp(m, &l->w1, &l->w3, &l->w2, w->xn, n, w, w->f, err);
+    if (st)
+        goto fail;
+    add_inplace(w->x, w->f, n * D);
+    return DC_OK;
+fail:
+    dc_err_prefix(err, "layer %d", li);
+    return st;
+}
+
+static dc_status routing_alloc(const dc_model *m, int64_t n, dc_routing *rt, dc_err *err)
+{
+    const int64_t K = m->K;
+    memset(rt, 0, sizeof *rt);
+    rt->n_layers = m->n_moe;
+    rt->n_tokens = n;
+    rt->top_k = (int)K;
+    rt->layer = malloc((size_t)(m->n_moe ? m->n_moe : 1) * sizeof(int));
+    rt->idx = malloc((size_t)(m->n_moe ? m->n_moe * n * K : 1) * sizeof(int32_t));
+    rt->w = malloc((size_t)(m->n_moe ? m->n_moe * n * K : 1) * sizeof(float));
+    if (!rt->layer || !rt->idx || !rt->w) {
+        dc_routing_free(rt);
+        return dc_err_set(err, DC_ERR_NOMEM, "out of memory (routing record)");
+    }
+    memcpy(rt->layer, m->moe_layers, (size_t)m->n_moe * sizeof(int));
+    return DC_OK;
+}
+
 dc_status dc_forward(dc_model *m, const int32_t *tokens, int64_t n, dc_fwd_out *out, dc_err *err)
 {
     if (n <= 0)
@@ -1290,86 +1364,37 @@ dc_status dc_forward(dc_model *m, const int32_t *tokens, int64_t n, dc_fwd_out *
         if (tokens[t] < 0 || tokens[t] >= m->V)
             return dc_err_set(err, DC_ERR_INPUT, "forward: token %d at position %lld is outside the vocabulary "
                               "[0, %lld)", tokens[t], (long long)t, (long long)m->V);
-    int64_t D = m->D, half = m->dr / 2, K = m->K;
+    int64_t D = m->D, K = m->K;
     ws w;
     dc_status st = ws_alloc(m, n, &w, err);
     if (st)
         return st;
     dc_routing *rt = out ? out->routing : NULL;
-    if (rt) {
-        memset(rt, 0, sizeof *rt);
-        rt->n_layers = m->n_moe;
-        rt->n_tokens = n;
-        rt->top_k = (int)K;
-        rt->layer = malloc((size_t)(m->n_moe ? m->n_moe : 1) * sizeof(int));
-        rt->idx = malloc((size_t)(m->n_moe ? m->n_moe * n * K : 1) * sizeof(int32_t));
-        rt->w = malloc((size_t)(m->n_moe ? m->n_moe * n * K : 1) * sizeof(float));
-        if (!rt->layer || !rt->idx || !rt->w) {
-            dc_routing_free(rt);
-            ws_free(&w);
-            return dc_err_set(err, DC_ERR_NOMEM, "out of memory (routing record)");
-        }
-        memcpy(rt->layer, m->moe_layers, (size_t)m->n_moe * sizeof(int));
+    if (rt && (st = routing_alloc(m, n, rt, err))) {
+        ws_free(&w);
+        return st;
     }
     float *hid = out ? out->hidden : NULL;
     int64_t stage = n * D;
-
-    /* RoPE angles for positions 0..n-1: float32(t) * freq[i], in float32 */
-#pragma omp parallel for schedule(static) if (n * half >= PAR_MIN / 16)
-    for (int64_t t = 0; t < n; t++)
-        for (int64_t i = 0; i < half; i++) {
-            float a = (float)t * m->freqs[i];
-            w.cs[t * half + i] = cosf(a);
-            w.sn[t * half + i] = sinf(a);
-        }
-
-    /* embeddings: plain row lookup */
-    {
-        par_err pe = {0};
-#pragma omp parallel for schedule(static) if (n * D >= PAR_MIN)
-        for (int64_t t = 0; t < n; t++) {
-            dc_err e;
-            dc_status s = dc_weight_rows(&m->embed.w, tokens[t], 1, w.x + t * D, m->opts.deq_mode, &e);
-            if (s)
-                par_fail(&pe, s, &e);
-        }
-        if (pe.st) {
-            *err = pe.err;
-            st = pe.st;
-            goto done;
-        }
-    }
+    rope_tables(m, &w, n);
+    if ((st = embed_rows(m, tokens, n, &w, err)))
+        goto done;
     if (hid)
         memcpy(hid, w.x, (size_t)stage * sizeof(float));
 
     int moe_i = 0;
     for (int li = 0; li < m->n_layers; li++) {
-        layer *l = &m->layers[li];
-        /* x = x + attn(attn_norm(x)) */
-        rmsnorm(w.x, D, l->attn_norm, n, D, w.xn, D, m->eps);
-        if ((st = m->dense ? attention_gqa(m, l, &w, n, err) : attention(m, l, &w, n, err)))
-            goto layer_fail;
-        add_inplace(w.x, w.f, n * D);
-        /* x = x + ffn(ffn_norm(x)) */
-        rmsnorm(w.x, D, l->ffn_norm, n, D, w.xn, D, m->eps);
-        if (l->moe) {
-            if ((st = moe(m, l, &w, n, err)))
-                goto layer_fail;
+        if ((st = run_layer(m, li, &w, n, err)))
+            goto done;
+        if (m->layers[li].moe) {
             if (rt) {
                 memcpy(rt->idx + moe_i * n * K, w.ridx, (size_t)(n * K) * sizeof(int32_t));
                 memcpy(rt->w + moe_i * n * K, w.rw, (size_t)(n * K) * sizeof(float));
             }
             moe_i++;
-        } else if ((st = mlp(m, &l->w1, &l->w3, &l->w2, w.xn, n, &w, w.f, err))) {
-            goto layer_fail;
         }
-        add_inplace(w.x, w.f, n * D);
         if (hid)
             memcpy(hid + (int64_t)(li + 1) * stage, w.x, (size_t)stage * sizeof(float));
-        continue;
-    layer_fail:
-        dc_err_prefix(err, "layer %d", li);
-        goto done;
     }
     /* logits = head(norm(x)) */
     rmsnorm(w.x, D, m->final_norm, n, D, w.xn, D, m->eps);
@@ -1383,5 +1408,87 @@ done:
     ws_free(&w);
     if (st && rt)
         dc_routing_free(rt);
+    return st;
+}
+
+/* ---- layer by layer ------------------------------------------------------------------------ */
+
+struct dc_fwd_state {
+    int32_t *tokens;
+    int64_t n;
+    float *x;   /* [n][D]: the residual stream after the layers run so far */
+    int next;   /* the next layer to run; n_layers: the MTP layer (if any) */
+};
+
+int dc_model_n_layers(const dc_model *m) { return m->n_layers; }
+const float *dc_fwd_state_hidden(const dc_fwd_state *s) { return s->x; }
+bool dc_model_has_mtp(const dc_model *m) { return m->n_mtp > 0; }
+
+void dc_fwd_state_free(dc_fwd_state *s)
+{
+    if (!s)
+        return;
+    free(s->tokens);
+    free(s->x);
+    free(s);
+}
+
+dc_status dc_fwd_state_new(dc_model *m, const int32_t *tokens, int64_t n, dc_fwd_state **out, dc_err *err)
+{
+    *out = NULL;
+    if (n <= 0)
+        return dc_err_set(err, DC_ERR_INPUT, "forward: no tokens");
+    for (int64_t t = 0; t < n; t++)
+        if (tokens[t] < 0 || tokens[t] >= m->V)
+            return dc_err_set(err, DC_ERR_INPUT, "forward: token %d at position %lld is outside the vocabulary "
+                              "[0, %lld)", tokens[t], (long long)t, (long long)m->V);
+    dc_fwd_state *s = dc_calloc(1, sizeof *s, err);
+    if (!s)
+        return DC_ERR_NOMEM;
+    bool ok = true;
+    s->n = n;
+    s->tokens = malloc((size_t)n * sizeof *s->tokens);
+    s->x = falloc(n, m->D, &ok);
+    if (!s->tokens || !ok) {
+        dc_fwd_state_free(s);
+        return dc_err_set(err, DC_ERR_NOMEM, "out of memory: hidden state of %lld tokens", (long long)n);
+    }
+    memcpy(s->tokens, tokens, (size_t)n * sizeof *s->tokens);
+    ws w = {0};
+    w.x = s->x;
+    dc_status st = embed_rows(m, tokens, n, &w, err);
+    if (st) {
+        dc_fwd_state_free(s);
+        return st;
+    }
+    *out = s;
+    return DC_OK;
+}
+
+dc_status dc_fwd_state_step(dc_model *m, dc_fwd_state *s, dc_err *err)
+{
+    const int64_t n = s->n, D = m->D;
+    if (s->next > m->n_layers || (s->next == m->n_layers && !m->n_mtp))
+        return dc_err_set(err, DC_ERR_INTERNAL, "forward: no layer %d to run", s->next);
+    ws w;
+    dc_status st = ws_alloc(m, n, &w, err);
+    if (st)
+        return st;
+    rope_tables(m, &w, n);
+    memcpy(w.x, s->x, (size_t)(n * D) * sizeof(float));
+    if (s->next < m->n_layers) {
+        if (!(st = run_layer(m, s->next, &w, n, err)))
+            memcpy(s->x, w.x, (size_t)(n * D) * sizeof(float));
+    } else { /* the MTP layer reads the final norm of the main model's output */
+        dc_routing rt;
+        rmsnorm(w.x, D, m->final_norm, n, D, w.xn, D, m->eps);
+        if (!(st = routing_alloc(m, n, &rt, err))) {
+            st = mtp_block(m, s->tokens, n, &w, &rt, err);
+            dc_routing_free(&rt);
+        }
+    }
+    ws_free(&w);
+    if (!st)
+        s->next++;
     return st;
 }

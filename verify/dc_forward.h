@@ -101,6 +101,20 @@ typedef struct dc_fwd_out {
 /* Runs tokens[0..n) from position 0. Token ids outside [0, vocab) are DC_ERR_INPUT. */
 dc_status dc_forward(dc_model *m, const int32_t *tokens, int64_t n, dc_fwd_out *out, dc_err *err);
 
+/* The same forward pass one layer at a time, for collections that go layer by layer over many
+ * sequences (GPTQ's Hessians: one layer's at a time in memory). A state holds one sequence's
+ * residual stream between layers; dc_fwd_state_step runs the next layer on it (the operations of
+ * dc_forward, so the activation hook sees the same rows), after the last one the MTP layer when
+ * the model runs it (dc_fwd_opts.mtp), as dc_forward does when routing is requested. */
+typedef struct dc_fwd_state dc_fwd_state;
+dc_status dc_fwd_state_new(dc_model *m, const int32_t *tokens, int64_t n, dc_fwd_state **out, dc_err *err);
+dc_status dc_fwd_state_step(dc_model *m, dc_fwd_state *s, dc_err *err);
+void dc_fwd_state_free(dc_fwd_state *s);
+/* The residual stream [n][hidden] after the layers run so far (not changed by the MTP layer). */
+const float *dc_fwd_state_hidden(const dc_fwd_state *s);
+int dc_model_n_layers(const dc_model *m);
+bool dc_model_has_mtp(const dc_model *m);
+
 /* ---- evaluation helpers (verify/dc_fwd_eval.c) ---------------------------------------------- */
 
 /* Reads a token file: whitespace-separated decimal ids, or a JSON list of integers. Empty or

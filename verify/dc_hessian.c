@@ -3,9 +3,13 @@
 #include "dc_names.h"
 #include "dc_strmap.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct entry {
     char key[48];  /* "group:layer:expert" */
@@ -15,6 +19,10 @@ typedef struct entry {
     double *u;     /* GPTQ's factor (dc_hessian_factor), computed once with dampening u_damp */
     double u_damp;
     bool u_done;
+    /* spilled (dc_hessian_spill): h freed, U at byte off of the spill file (none when u_null) */
+    bool spilled, u_null;
+    uint64_t off;
+    int role, layer, expert; /* for messages */
     /* the rows last accumulated, and the roles that have multiplied them since: another matrix of
      * the group on the same rows adds nothing (q_a, q_b, kv_a: kv_a's rows are q_a's) */
     const float *last_x;
@@ -30,6 +38,10 @@ struct dc_hessian_acc {
     dc_strmap by_key;
     dc_status st;
     dc_err err;
+    int layer;          /* collect only this layer's inputs; -1: every layer */
+    uint64_t spill_end; /* bytes written to the spill file */
+    const uint8_t *map; /* the spill file, mapped by dc_hessian_spill_map */
+    size_t map_len;
 };
 
 /* Matrices multiplying the same input share a group (the role of the first of them). */
@@ -56,6 +68,7 @@ dc_status dc_hessian_acc_new(const dc_model *m, uint64_t role_mask, uint64_t max
     a->cfg = *dc_model_config(m);
     a->mask = role_mask;
     a->max_bytes = max_bytes;
+    a->layer = -1;
     *out = a;
     return DC_OK;
 }
@@ -71,8 +84,13 @@ void dc_hessian_acc_free(dc_hessian_acc *a)
     }
     free(a->e);
     dc_strmap_free(&a->by_key);
+    if (a->map)
+        munmap((void *)a->map, a->map_len);
     free(a);
 }
+
+void dc_hessian_acc_set_layer(dc_hessian_acc *a, int layer) { a->layer = layer; }
+uint64_t dc_hessian_spill_bytes(const dc_hessian_acc *a) { return a->spill_end; }
 
 size_t dc_hessian_acc_count(const dc_hessian_acc *a) { return a->n; }
 uint64_t dc_hessian_acc_bytes(const dc_hessian_acc *a) { return a->bytes; }
@@ -110,12 +128,16 @@ static entry *get_entry(dc_hessian_acc *a, const dc_act *x, int group)
     }
     uint64_t need = (uint64_t)x->cols * (uint64_t)x->cols * sizeof(double);
     if (a->max_bytes && a->bytes + need > a->max_bytes) {
+        char b1[32], b2[32];
+        size_t live = 0;
+        for (size_t i = 0; i < a->n; i++)
+            live += !a->e[i]->spilled;
         a->st = dc_err_set(&a->err, DC_ERR_NOMEM,
-                           "gptq: the Hessians need more than the limit of %.1f GiB (%zu inputs so far, %.1f GiB; the next, "
-                           "%s of layer %d, is %lld x %lld): GPTQ is for models that fit the machine; use the default "
-                           "clip search or --imatrix",
-                           (double)a->max_bytes / (1 << 30), a->n, (double)a->bytes / (1 << 30),
-                           dc_role_name((dc_role)x->role), x->layer, (long long)x->cols, (long long)x->cols);
+                           "gptq: the Hessians of layer %d need more than the limit of %s (%zu inputs so far, %s; the "
+                           "next, %s, is %lld x %lld): the collection holds one layer's Hessians at a time; raise "
+                           "--gptq-max-memory if the machine has the memory, or use the default clip search or --imatrix",
+                           x->layer, dc_fmt_bytes(a->max_bytes, b1, sizeof b1), live, dc_fmt_bytes(a->bytes, b2, sizeof b2),
+                           dc_role_name((dc_role)x->role), (long long)x->cols, (long long)x->cols);
         return NULL;
     }
     if (!dc_grow((void **)&a->e, &a->cap, a->n + 1, sizeof *a->e) || !(e = calloc(1, sizeof *e)) ||
@@ -128,6 +150,9 @@ static entry *get_entry(dc_hessian_acc *a, const dc_act *x, int group)
     }
     memcpy(e->key, key, sizeof key);
     e->cols = x->cols;
+    e->role = group;
+    e->layer = x->layer;
+    e->expert = x->expert;
     if (dc_strmap_put(&a->by_key, e->key, (int64_t)a->n) < 0) {
         free(e->h);
         free(e);
@@ -143,11 +168,16 @@ void dc_hessian_hook(void *ud, const dc_act *x)
 {
     dc_hessian_acc *a = ud;
     if (a->st || x->role < 0 || x->role >= DC_ROLE_COUNT || x->n_mat != 1 || x->n <= 0 ||
-        !(a->mask >> x->role & 1))
+        !(a->mask >> x->role & 1) || (a->layer >= 0 && x->layer != a->layer))
         return;
     entry *e = get_entry(a, x, input_group(x->role));
     if (!e)
         return;
+    if (e->spilled) {
+        a->st = dc_err_set(&a->err, DC_ERR_INTERNAL, "gptq: %s of layer %d seen again after its layer was spilled",
+                           dc_role_name((dc_role)x->role), x->layer);
+        return;
+    }
     const uint64_t bit = 1ull << x->role;
     if (!(e->roles_seen & bit) && e->last_x == x->x && e->last_n == x->n && e->last_ld == x->ld && e->count > 0) {
         e->roles_seen |= bit; /* the second matrix of the group on the rows just accumulated */
@@ -211,6 +241,13 @@ dc_status dc_hessian_factor(dc_hessian_acc *a, const char *name, int64_t K, doub
     entry *e = find_entry(a, name, K);
     if (!e)
         return DC_OK;
+    if (e->spilled) {
+        if (damp != e->u_damp || (!e->u_null && !a->map))
+            return dc_err_set(err, DC_ERR_INTERNAL, "gptq: %s: the spilled factor was made with dampening %g, not %g%s",
+                              name, e->u_damp, damp, a->map ? "" : " (or the spill file is not mapped)");
+        *U = e->u_null ? NULL : (const double *)(const void *)(a->map + e->off);
+        return DC_OK;
+    }
     mirror(e);
     if (!e->u_done || e->u_damp != damp) {
         free(e->u);
@@ -232,9 +269,85 @@ const double *dc_hessian_find(const dc_hessian_acc *a, const char *name, int64_t
 {
     *count = 0;
     entry *e = find_entry(a, name, K);
-    if (!e)
+    if (!e || e->spilled)
         return NULL;
     mirror(e);
     *count = e->count;
     return e->h;
+}
+
+static dc_status write_all(int fd, const void *p, size_t n, uint64_t off, dc_err *err)
+{
+    const uint8_t *b = p;
+    while (n) {
+        ssize_t w = pwrite(fd, b, n > ((size_t)1 << 30) ? (size_t)1 << 30 : n, (off_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return dc_err_set(err, DC_ERR_IO, "gptq: writing the spill file: %s", w < 0 ? strerror(errno) : "no progress");
+        b += w;
+        n -= (size_t)w;
+        off += (uint64_t)w;
+    }
+    return DC_OK;
+}
+
+dc_status dc_hessian_spill(dc_hessian_acc *a, int fd, double damp, dc_err *err)
+{
+    if (a->st) {
+        *err = a->err;
+        return a->st;
+    }
+    if (a->map)
+        return dc_err_set(err, DC_ERR_INTERNAL, "gptq: spill after the spill file was mapped");
+    for (size_t i = 0; i < a->n; i++) {
+        entry *e = a->e[i];
+        if (e->spilled || !e->h)
+            continue;
+        const int64_t K = e->cols;
+        char what[96];
+        if (e->expert >= 0)
+            snprintf(what, sizeof what, "layer %d expert %d %s input", e->layer, e->expert, dc_role_name((dc_role)e->role));
+        else
+            snprintf(what, sizeof what, "layer %d %s input", e->layer, dc_role_name((dc_role)e->role));
+        double *u = NULL, used = damp;
+        dc_status st = DC_OK;
+        if (e->count > 0) {
+            mirror(e);
+            st = dc_gptq_prepare(e->h, K, damp, what, &u, &used, err);
+        }
+        if (!st && u) {
+            if (used != damp)
+                dc_log(2, "gptq: %s: dampening raised to %g\n", what, used);
+            st = write_all(fd, u, (size_t)(K * K) * sizeof *u, a->spill_end, err);
+        }
+        if (st) {
+            free(u);
+            return st;
+        }
+        e->off = a->spill_end;
+        e->u_null = !u;
+        if (u)
+            a->spill_end += (uint64_t)(K * K) * sizeof *u;
+        free(u);
+        free(e->h);
+        e->h = NULL;
+        e->spilled = true;
+        e->u_damp = damp;
+        a->bytes -= (uint64_t)(K * K) * sizeof(double);
+    }
+    return DC_OK;
+}
+
+dc_status dc_hessian_spill_map(dc_hessian_acc *a, int fd, dc_err *err)
+{
+    if (a->map || !a->spill_end)
+        return DC_OK;
+    void *p = mmap(NULL, (size_t)a->spill_end, PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        return dc_err_set(err, DC_ERR_IO, "gptq: mapping the spill file (%llu bytes): %s", (unsigned long long)a->spill_end,
+                          strerror(errno));
+    a->map = p;
+    a->map_len = (size_t)a->spill_end;
+    return DC_OK;
 }

@@ -41,4 +41,18 @@ const double *dc_hessian_find(const dc_hessian_acc *a, const char *name, int64_t
 dc_status dc_hessian_factor(dc_hessian_acc *a, const char *name, int64_t K, double damp, const double **U,
                             dc_err *err);
 
+/* Layer-by-layer collection with the factors spilled to a file, so that only one layer's Hessians
+ * are in memory at a time (the limit then applies per layer):
+ *   dc_hessian_acc_set_layer: collect only the inputs of that layer (-1: every layer, the default);
+ *   dc_hessian_spill: for every Hessian collected and not yet spilled, computes GPTQ's factor U
+ *     (dc_gptq_prepare with damp), appends it to the file fd (K * K doubles at a multiple of 8),
+ *     frees the Hessian and its factor; an input seen again afterwards is an error;
+ *   dc_hessian_spill_map: maps the file (read-only) once everything is spilled; dc_hessian_factor
+ *     then returns U from the mapping (with the same damp; dc_hessian_find returns NULL).
+ * The factors are those dc_hessian_factor computes from the same sums: the same bytes out. */
+void dc_hessian_acc_set_layer(dc_hessian_acc *a, int layer);
+dc_status dc_hessian_spill(dc_hessian_acc *a, int fd, double damp, dc_err *err);
+dc_status dc_hessian_spill_map(dc_hessian_acc *a, int fd, dc_err *err);
+uint64_t dc_hessian_spill_bytes(const dc_hessian_acc *a);
+
 #endif

@@ -289,6 +289,10 @@ check "no output after the memory limit" [ ! -e "$scratch/out" ]
 expect_rc 0 "gptq: default scope" "$dc" convert "$O/v3-bf16" "$scratch/gq" --to w4a16 --gptq --calib-tokens "$scratch/rand8k.json" --calib-ctx 200 --force
 check "GPTQ Hessians for every routed expert, the MTP layer's included" grep -q "144 quantized to 4 bits (0 with imatrix entries, 144 with GPTQ Hessians)" "$scratch/stderr"
 check "96 distinct inputs (gate and up share one)" grep -q "gptq: 96 input Hessians" "$scratch/stderr"
+# layer by layer: the limit holds one layer's Hessians (the MoE layers' ~16 MB), not all (49 MB)
+expect_rc 0 "gptq: --gptq-max-memory 20MB (one layer's Hessians; all of them need 49 MB)" "$dc" convert "$O/v3-bf16" "$scratch/gqcap" --to w4a16 --gptq --calib-tokens "$scratch/rand8k.json" --calib-ctx 200 --gptq-max-memory 20MB
+check "gptq: the same bytes under the per-layer limit" diff -r "$scratch/gq" "$scratch/gqcap"
+check "gptq: no spill file left beside the output" sh -c "! ls -a '$scratch' | grep -q gptq-spill"
 expect_rc 0 "gptq: --scope all g32, 1 thread" "$dc" convert "$O/v3-bf16" "$scratch/gq1" --to w4a16 --scope all --group-size 32 --gptq --calib-tokens "$scratch/rand8k.json" --calib-ctx 200 --threads 1 --force
 expect_rc 0 "gptq: --scope all g32, 2 threads" "$dc" convert "$O/v3-bf16" "$scratch/gq2" --to w4a16 --scope all --group-size 32 --gptq --calib-tokens "$scratch/rand8k.json" --calib-ctx 200 --threads 2 --force
 check "gptq: identical bytes for 1 and 2 threads" diff -r "$scratch/gq1" "$scratch/gq2"
