@@ -112,27 +112,6 @@ static inline X8 void store_codes(uint8_t *codes, __m256i q, int m)
         codes[j] = (uint8_t)t[j];
 }
 
-X8 double dc_i4x8_int_err(const float *x, const float *imp, int n, float s, int z, double bound, uint8_t *codes)
-{
-    const __m256 vs = _mm256_set1_ps(s);
-    const __m256i vz = _mm256_set1_epi32(z), lo = _mm256_setzero_si256(), hi = _mm256_set1_epi32(15);
-    __m256d alo = _mm256_setzero_pd(), ahi = _mm256_setzero_pd();
-    for (int i = 0; i < n; i += 8) {
-        const int m = n - i < 8 ? n - i : 8;
-        const __m256i mask = lanes_below(m);
-        __m256 xv = m < 8 ? _mm256_maskload_ps(x + i, mask) : _mm256_loadu_ps(x + i);
-        __m256 r = _mm256_round_ps(_mm256_div_ps(xv, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        __m256i q = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(r), vz), lo), hi);
-        __m256 deq = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, vz)), vs);
-        accumulate(xv, deq, imp, i, m, mask, &alo, &ahi);
-        if (codes)
-            store_codes(codes + i, q, m);
-        else if ((i & 31) == 24 && m == 8 && reduce(alo, ahi) >= bound) /* after elements i..i+7, i + 8 = 32k */
-            break;
-    }
-    return reduce(alo, ahi);
-}
-
 /* dc_e2m1_encode per lane: the thresholds between neighbouring values, ties to the even code
  * (> where the lower code is even, >= where it is odd); sign bit from signbit; NaN -> 0 */
 static inline X8 __m256i e2m1_encode8(__m256 v)
@@ -161,17 +140,35 @@ static inline X8 __m256 e2m1_decode8(__m256i q)
     return _mm256_or_ps(mag, _mm256_castsi256_ps(sign));
 }
 
-X8 double dc_i4x8_fp4_err(const float *x, const float *imp, int n, float div, float mul1, float mul2, double bound,
-                          uint8_t *codes)
+/* The error sum of one candidate scale: KIND_INT codes clamp(round(x / p0) + z, 0, 15), dequant
+ * (q - z) * p0; KIND_FP4 codes e2m1(x / p0), dequant (e2m1 * p1) * p2; KIND_MX codes e2m1(x * p0),
+ * dequant e2m1 * p1. Inlined into each caller with its kind constant. */
+enum { KIND_INT, KIND_FP4, KIND_MX };
+
+static inline X8 __attribute__((always_inline)) double err_loop(int kind, const float *x, const float *imp, int n,
+                                                                float p0, float p1, float p2, int z, double bound,
+                                                                uint8_t *codes)
 {
-    const __m256 vd = _mm256_set1_ps(div), m1 = _mm256_set1_ps(mul1), m2 = _mm256_set1_ps(mul2);
+    const __m256 v0 = _mm256_set1_ps(p0), v1 = _mm256_set1_ps(p1), v2 = _mm256_set1_ps(p2);
+    const __m256i vz = _mm256_set1_epi32(z), lo = _mm256_setzero_si256(), hi = _mm256_set1_epi32(15);
     __m256d alo = _mm256_setzero_pd(), ahi = _mm256_setzero_pd();
     for (int i = 0; i < n; i += 8) {
         const int m = n - i < 8 ? n - i : 8;
         const __m256i mask = lanes_below(m);
         __m256 xv = m < 8 ? _mm256_maskload_ps(x + i, mask) : _mm256_loadu_ps(x + i);
-        __m256i q = e2m1_encode8(_mm256_div_ps(xv, vd));
-        __m256 deq = _mm256_mul_ps(_mm256_mul_ps(e2m1_decode8(q), m1), m2);
+        __m256i q;
+        __m256 deq;
+        if (kind == KIND_INT) {
+            __m256 r = _mm256_round_ps(_mm256_div_ps(xv, v0), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            q = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(r), vz), lo), hi);
+            deq = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, vz)), v0);
+        } else if (kind == KIND_FP4) {
+            q = e2m1_encode8(_mm256_div_ps(xv, v0));
+            deq = _mm256_mul_ps(_mm256_mul_ps(e2m1_decode8(q), v1), v2);
+        } else {
+            q = e2m1_encode8(_mm256_mul_ps(xv, v0));
+            deq = _mm256_mul_ps(e2m1_decode8(q), v1);
+        }
         accumulate(xv, deq, imp, i, m, mask, &alo, &ahi);
         if (codes)
             store_codes(codes + i, q, m);
@@ -181,23 +178,20 @@ X8 double dc_i4x8_fp4_err(const float *x, const float *imp, int n, float div, fl
     return reduce(alo, ahi);
 }
 
+X8 double dc_i4x8_int_err(const float *x, const float *imp, int n, float s, int z, double bound, uint8_t *codes)
+{
+    return err_loop(KIND_INT, x, imp, n, s, 0, 0, z, bound, codes);
+}
+
+X8 double dc_i4x8_fp4_err(const float *x, const float *imp, int n, float div, float mul1, float mul2, double bound,
+                          uint8_t *codes)
+{
+    return err_loop(KIND_FP4, x, imp, n, div, mul1, mul2, 0, bound, codes);
+}
+
 X8 double dc_i4x8_mx_err(const float *x, const float *imp, int n, float up, float down, double bound, uint8_t *codes)
 {
-    const __m256 vu = _mm256_set1_ps(up), vdn = _mm256_set1_ps(down);
-    __m256d alo = _mm256_setzero_pd(), ahi = _mm256_setzero_pd();
-    for (int i = 0; i < n; i += 8) {
-        const int m = n - i < 8 ? n - i : 8;
-        const __m256i mask = lanes_below(m);
-        __m256 xv = m < 8 ? _mm256_maskload_ps(x + i, mask) : _mm256_loadu_ps(x + i);
-        __m256i q = e2m1_encode8(_mm256_mul_ps(xv, vu));
-        __m256 deq = _mm256_mul_ps(e2m1_decode8(q), vdn);
-        accumulate(xv, deq, imp, i, m, mask, &alo, &ahi);
-        if (codes)
-            store_codes(codes + i, q, m);
-        else if ((i & 31) == 24 && m == 8 && reduce(alo, ahi) >= bound) /* after elements i..i+7, i + 8 = 32k */
-            break;
-    }
-    return reduce(alo, ahi);
+    return err_loop(KIND_MX, x, imp, n, up, down, 0, 0, bound, codes);
 }
 
 #else /* no AVX2 build: never called (dc_quants_simd_enabled() is false); the references */

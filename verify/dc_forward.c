@@ -1356,7 +1356,7 @@ static dc_status routing_alloc(const dc_model *m, int64_t n, dc_routing *rt, dc_
     return DC_OK;
 }
 
-dc_status dc_forward(dc_model *m, const int32_t *tokens, int64_t n, dc_fwd_out *out, dc_err *err)
+static dc_status check_tokens(const dc_model *m, const int32_t *tokens, int64_t n, dc_err *err)
 {
     if (n <= 0)
         return dc_err_set(err, DC_ERR_INPUT, "forward: no tokens");
@@ -1364,9 +1364,17 @@ dc_status dc_forward(dc_model *m, const int32_t *tokens, int64_t n, dc_fwd_out *
         if (tokens[t] < 0 || tokens[t] >= m->V)
             return dc_err_set(err, DC_ERR_INPUT, "forward: token %d at position %lld is outside the vocabulary "
                               "[0, %lld)", tokens[t], (long long)t, (long long)m->V);
+    return DC_OK;
+}
+
+dc_status dc_forward(dc_model *m, const int32_t *tokens, int64_t n, dc_fwd_out *out, dc_err *err)
+{
+    dc_status st = check_tokens(m, tokens, n, err);
+    if (st)
+        return st;
     int64_t D = m->D, K = m->K;
     ws w;
-    dc_status st = ws_alloc(m, n, &w, err);
+    st = ws_alloc(m, n, &w, err);
     if (st)
         return st;
     dc_routing *rt = out ? out->routing : NULL;
@@ -1436,12 +1444,9 @@ void dc_fwd_state_free(dc_fwd_state *s)
 dc_status dc_fwd_state_new(dc_model *m, const int32_t *tokens, int64_t n, dc_fwd_state **out, dc_err *err)
 {
     *out = NULL;
-    if (n <= 0)
-        return dc_err_set(err, DC_ERR_INPUT, "forward: no tokens");
-    for (int64_t t = 0; t < n; t++)
-        if (tokens[t] < 0 || tokens[t] >= m->V)
-            return dc_err_set(err, DC_ERR_INPUT, "forward: token %d at position %lld is outside the vocabulary "
-                              "[0, %lld)", tokens[t], (long long)t, (long long)m->V);
+    dc_status st = check_tokens(m, tokens, n, err);
+    if (st)
+        return st;
     dc_fwd_state *s = dc_calloc(1, sizeof *s, err);
     if (!s)
         return DC_ERR_NOMEM;
@@ -1456,7 +1461,7 @@ dc_status dc_fwd_state_new(dc_model *m, const int32_t *tokens, int64_t n, dc_fwd
     memcpy(s->tokens, tokens, (size_t)n * sizeof *s->tokens);
     ws w = {0};
     w.x = s->x;
-    dc_status st = embed_rows(m, tokens, n, &w, err);
+    st = embed_rows(m, tokens, n, &w, err);
     if (st) {
         dc_fwd_state_free(s);
         return st;
