@@ -78,6 +78,11 @@ void dcq_qx_x16(const float *restrict x, const float *restrict qw, int8_t *restr
 /* Q8_0 (dc_quantize_row_q8_0_ref) on nb blocks of 32, 32 lanes per block: same bytes; a block
  * holding a non-finite value goes through the scalar code. */
 void dcq_q8_0_x8(const float *restrict x, void *restrict y, int64_t nb);
+/* IQ4_NL / IQ4_XS: the trial-scale search of 8 sub-blocks of 32 (sub-block b at x + 32 b, its
+ * weights at w + 32 b, maxs[b] its signed largest-magnitude value, not below the group threshold),
+ * ntry > 0: d_out[b] = the scale the scalar search (dc_quants_iq.c) picks. */
+void dcq_iq4_search_x8(const float *restrict x, const float *restrict w, const float *restrict maxs, int ntry,
+                       float *restrict d_out);
 
 /* one entry of the traits table (dc_quants.c) */
 #define DCQ_TRAITS_ENTRY(T, ID, NAME, BLK, BLOCK_T)                                                \

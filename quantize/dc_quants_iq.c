@@ -20,34 +20,24 @@ static inline int best_index_int8(int n, const int8_t *val, float x)
     return x - val[mu - 1] < val[mu] - x ? mu - 1 : mu;
 }
 
-/* One super-block of sbs values in sub-blocks of bs (bs == sbs for IQ4_NL). Per sub-block: the
- * weighted best scale over 2*ntry+1 trial scales (ntry <= 0: the first guess only); IQ4_XS then
- * puts the sub-block scales on a 6-bit grid and re-picks the levels. L[] carries over between
- * calls: with ntry <= 0 an all-zero IQ4_NL block reuses the previous block's indices, as in
- * ggml. */
-static void iq4_impl(int sbs, int bs, const float *x, dc_half *dh, uint8_t *q4, uint16_t *scales_h,
-                     uint8_t *scales_l, float *scales, float *weight, uint8_t *L, const float *qw_blk, int ntry)
+/* sigma2 over the super-block, each sub-block's weights (weight[sbs]), its largest magnitude and
+ * the signed value holding it (the first, on ties) */
+static void iq4_prep(const float *x, int sbs, int bs, const float *qw_blk, float *weight, float *amaxs, float *maxs)
 {
-    const int8_t *values = dcq_kvalues_iq4nl;
     float sigma2 = 0;
     for (int j = 0; j < sbs; j++)
         sigma2 += x[j] * x[j];
     sigma2 *= 2.f / (float)sbs;
-
-    memset(q4, 0, (size_t)sbs / 2);
-    dh[0] = dcq_f2h(0.f);
-
-    float max_scale = 0, amax_scale = 0;
     for (int ib = 0; ib < sbs / bs; ib++) {
         const float *xb = x + ib * bs;
-        uint8_t *Lb = L + ib * bs;
+        float *wb = weight + ib * bs;
         if (qw_blk) {
             const float *qw = qw_blk + ib * bs;
             for (int j = 0; j < bs; j++)
-                weight[j] = qw[j] * sqrtf(sigma2 + xb[j] * xb[j]);
+                wb[j] = qw[j] * sqrtf(sigma2 + xb[j] * xb[j]);
         } else {
             for (int j = 0; j < bs; j++)
-                weight[j] = xb[j] * xb[j];
+                wb[j] = xb[j] * xb[j];
         }
         float amax = 0, max = 0;
         for (int j = 0; j < bs; j++) {
@@ -57,36 +47,73 @@ static void iq4_impl(int sbs, int bs, const float *x, dc_half *dh, uint8_t *q4, 
                 max = xb[j];
             }
         }
-        if (amax < DCQ_GROUP_MAX_EPS) {
-            scales[ib] = 0;
-            continue;
-        }
-        float d = ntry > 0 ? -max / (float)values[0] : max / (float)values[0];
-        float id = 1 / d;
-        float sumqx = 0, sumq2 = 0;
+        amaxs[ib] = amax;
+        maxs[ib] = max;
+    }
+}
+
+/* The weighted best scale of one sub-block over 2*ntry+1 trial scales (ntry <= 0: the first
+ * guess only, whose levels stay in Lb) */
+static float iq4_search(const float *xb, const float *weight, float max, int bs, int ntry, uint8_t *Lb)
+{
+    const int8_t *values = dcq_kvalues_iq4nl;
+    float d = ntry > 0 ? -max / (float)values[0] : max / (float)values[0];
+    float id = 1 / d;
+    float sumqx = 0, sumq2 = 0;
+    for (int j = 0; j < bs; j++) {
+        int l = best_index_int8(16, values, id * xb[j]);
+        Lb[j] = (uint8_t)l;
+        float q = values[l], w = weight[j];
+        sumqx += w * q * xb[j];
+        sumq2 += w * q * q;
+    }
+    d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
+    float best = d * sumqx;
+    for (int itry = -ntry; itry <= ntry; itry++) {
+        id = (float)(itry + values[0]) / max;
+        sumqx = sumq2 = 0;
         for (int j = 0; j < bs; j++) {
             int l = best_index_int8(16, values, id * xb[j]);
-            Lb[j] = (uint8_t)l;
             float q = values[l], w = weight[j];
             sumqx += w * q * xb[j];
             sumq2 += w * q * q;
         }
-        d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
-        float best = d * sumqx;
-        for (int itry = -ntry; itry <= ntry; itry++) {
-            id = (float)(itry + values[0]) / max;
-            sumqx = sumq2 = 0;
-            for (int j = 0; j < bs; j++) {
-                int l = best_index_int8(16, values, id * xb[j]);
-                float q = values[l], w = weight[j];
-                sumqx += w * q * xb[j];
-                sumq2 += w * q * q;
-            }
-            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-                d = sumqx / sumq2;
-                best = d * sumqx;
-            }
+        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+            d = sumqx / sumq2;
+            best = d * sumqx;
         }
+    }
+    return d;
+}
+
+/* One super-block of sbs values in sub-blocks of bs (bs == sbs for IQ4_NL). Per sub-block: the
+ * weighted best scale over 2*ntry+1 trial scales (ntry <= 0: the first guess only), or given[ib]
+ * when given (a search done by the caller); IQ4_XS then puts the sub-block scales on a 6-bit grid
+ * and re-picks the levels. L[] carries over between calls: with ntry <= 0 an all-zero IQ4_NL block
+ * reuses the previous block's indices, as in ggml. weight: sbs floats of scratch. With AVX2, the 8
+ * sub-blocks of an IQ4_XS super-block are searched at once (dcq_iq4_search_x8, same scales). */
+static void iq4_impl(int sbs, int bs, const float *x, dc_half *dh, uint8_t *q4, uint16_t *scales_h,
+                     uint8_t *scales_l, float *scales, float *weight, uint8_t *L, const float *qw_blk, int ntry,
+                     const float *given)
+{
+    const int8_t *values = dcq_kvalues_iq4nl;
+    float amaxs[DC_QK_K / 32], maxs[DC_QK_K / 32], d8[8];
+    iq4_prep(x, sbs, bs, qw_blk, weight, amaxs, maxs);
+
+    memset(q4, 0, (size_t)sbs / 2);
+    dh[0] = dcq_f2h(0.f);
+
+    if (!given && ntry > 0 && sbs / bs == 8 && bs == 32 && dcq_x8_enabled()) {
+        dcq_iq4_search_x8(x, weight, maxs, ntry, d8);
+        given = d8;
+    }
+    float max_scale = 0, amax_scale = 0;
+    for (int ib = 0; ib < sbs / bs; ib++) {
+        if (amaxs[ib] < DCQ_GROUP_MAX_EPS) {
+            scales[ib] = 0;
+            continue;
+        }
+        float d = given ? given[ib] : iq4_search(x + ib * bs, weight + ib * bs, maxs[ib], bs, ntry, L + ib * bs);
         scales[ib] = d;
         float abs_d = fabsf(d);
         if (abs_d > amax_scale) {
@@ -138,12 +165,25 @@ size_t dc_quantize_iq4_nl(const float *src, void *dst, int64_t nrows, int64_t n_
     const int64_t nblock = n_per_row / 32;
     dc_block_iq4_nl *y = dst;
     uint8_t L[32];
-    float weight[32], scale;
+    float weight[256], scale, amaxs[8], maxs[8], d8[8];
     uint16_t unused_h;
+    const bool x8 = dcq_x8_enabled();
     for (int64_t r = 0; r < nrows; r++, src += n_per_row, y += nblock)
-        for (int64_t ib = 0; ib < nblock; ib++)
-            iq4_impl(32, 32, src + 32 * ib, &y[ib].d, y[ib].qs, &unused_h, NULL, &scale, weight, L,
-                     imatrix ? imatrix + 32 * ib : NULL, 7);
+        for (int64_t ib = 0; ib < nblock;) {
+            if (x8 && ib + 8 <= nblock) { /* 8 blocks' searches at once (same scales), then each block */
+                for (int b = 0; b < 8; b++)
+                    iq4_prep(src + 32 * (ib + b), 32, 32, imatrix ? imatrix + 32 * (ib + b) : NULL, weight + 32 * b,
+                             &amaxs[b], &maxs[b]);
+                dcq_iq4_search_x8(src + 32 * ib, weight, maxs, 7, d8);
+                for (int b = 0; b < 8; b++, ib++)
+                    iq4_impl(32, 32, src + 32 * ib, &y[ib].d, y[ib].qs, &unused_h, NULL, &scale, weight, L,
+                             imatrix ? imatrix + 32 * ib : NULL, 7, &d8[b]);
+            } else {
+                iq4_impl(32, 32, src + 32 * ib, &y[ib].d, y[ib].qs, &unused_h, NULL, &scale, weight, L,
+                         imatrix ? imatrix + 32 * ib : NULL, 7, NULL);
+                ib++;
+            }
+        }
     return (size_t)nrows * (size_t)nblock * sizeof(dc_block_iq4_nl);
 }
 
@@ -154,7 +194,7 @@ void dc_quantize_row_iq4_nl_ref(const float *x, void *vy, int64_t k)
     float weight[32], scale;
     uint16_t unused_h;
     for (int64_t ib = 0; ib < k / 32; ib++)
-        iq4_impl(32, 32, x + 32 * ib, &y[ib].d, y[ib].qs, &unused_h, NULL, &scale, weight, L, NULL, -1);
+        iq4_impl(32, 32, x + 32 * ib, &y[ib].d, y[ib].qs, &unused_h, NULL, &scale, weight, L, NULL, -1, NULL);
 }
 
 /* ---- IQ4_XS ---- */
@@ -164,12 +204,12 @@ size_t dc_quantize_iq4_xs(const float *src, void *dst, int64_t nrows, int64_t n_
     const int64_t nblock = n_per_row / DC_QK_K;
     dc_block_iq4_xs *y = dst;
     uint8_t L[DC_QK_K];
-    float weight[32], scales[DC_QK_K / 32];
+    float weight[DC_QK_K], scales[DC_QK_K / 32];
     for (int64_t r = 0; r < nrows; r++, src += n_per_row, y += nblock)
         for (int64_t ib = 0; ib < nblock; ib++) {
             uint16_t sh;
             iq4_impl(DC_QK_K, 32, src + DC_QK_K * ib, &y[ib].d, y[ib].qs, &sh, y[ib].scales_l, scales, weight, L,
-                     imatrix ? imatrix + DC_QK_K * ib : NULL, 7);
+                     imatrix ? imatrix + DC_QK_K * ib : NULL, 7, NULL);
             y[ib].scales_h = sh;
         }
     return (size_t)nrows * (size_t)nblock * sizeof(dc_block_iq4_xs);

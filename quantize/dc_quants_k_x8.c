@@ -333,6 +333,84 @@ X8 void dcq_q8_0_x8(const float *restrict x, void *restrict vy, int64_t nb)
     }
 }
 
+/* ---- IQ4_NL / IQ4_XS scale search ------------------------------------------------------------- */
+
+/* 16 ints, one level each as float, from two 8-lane tables (levels 0..7, 8..15) */
+X8_INLINE __m256 iq4_lookup(__m256i idx, __m256 tlo, __m256 thi)
+{
+    return sel(_mm256_permutevar8x32_ps(tlo, idx), _mm256_permutevar8x32_ps(thi, idx),
+               _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx, _mm256_set1_epi32(7))));
+}
+
+/* The level best_index_int8(16, levels, v) picks, per lane, as its value: v <= first: the first;
+ * v >= last (or NaN, where the bisection ends high): the last; otherwise the pair around v (mu =
+ * the number of levels <= v) and the lower one when v - lower < upper - v. */
+X8_INLINE __m256 iq4_level8(__m256 v, const __m256 *lv, __m256 tlo, __m256 thi)
+{
+    __m256i c[16];
+    for (int j = 0; j < 16; j++)
+        c[j] = _mm256_castps_si256(_mm256_cmp_ps(lv[j], v, _CMP_LE_OQ));
+    for (int w = 8; w >= 1; w /= 2) /* integer tree sum: exact in any order */
+        for (int j = 0; j < w; j++)
+            c[j] = _mm256_add_epi32(c[j], c[j + w]);
+    __m256i mu = _mm256_sub_epi32(_mm256_setzero_si256(), c[0]);
+    mu = _mm256_min_epi32(_mm256_max_epi32(mu, _mm256_set1_epi32(1)), _mm256_set1_epi32(15));
+    const __m256 a = iq4_lookup(_mm256_sub_epi32(mu, _mm256_set1_epi32(1)), tlo, thi), b = iq4_lookup(mu, tlo, thi);
+    __m256 q = sel(b, a, _mm256_cmp_ps(_mm256_sub_ps(v, a), _mm256_sub_ps(b, v), _CMP_LT_OQ));
+    q = sel(q, lv[0], _mm256_cmp_ps(v, lv[0], _CMP_LE_OQ));
+    q = sel(q, lv[15], _mm256_cmp_ps(v, lv[15], _CMP_GE_OQ));
+    return sel(q, lv[15], _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+}
+
+/* one pass of the search at inverse scale id: sumqx = sum (w q) x, sumq2 = sum (w q) q in order */
+X8_INLINE void iq4_pass(const __m256 *xt, const __m256 *wt, __m256 id, const __m256 *lv, __m256 tlo, __m256 thi,
+                        __m256 *sumqx, __m256 *sumq2)
+{
+    __m256 sx = _mm256_setzero_ps(), s2 = _mm256_setzero_ps();
+    for (int j = 0; j < 32; j++) {
+        const __m256 q = iq4_level8(_mm256_mul_ps(id, xt[j]), lv, tlo, thi);
+        const __m256 wq = _mm256_mul_ps(wt[j], q);
+        sx = _mm256_add_ps(sx, _mm256_mul_ps(wq, xt[j]));
+        s2 = _mm256_add_ps(s2, _mm256_mul_ps(wq, q));
+    }
+    *sumqx = sx;
+    *sumq2 = s2;
+}
+
+X8 void dcq_iq4_search_x8(const float *restrict x, const float *restrict w, const float *restrict maxs, int ntry,
+                          float *restrict d_out)
+{
+    const __m256i idx = _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224);
+    const int8_t *values = dcq_kvalues_iq4nl;
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 xt[32], wt[32], lv[16];
+    float tab[16];
+    for (int j = 0; j < 16; j++) {
+        tab[j] = (float)values[j];
+        lv[j] = _mm256_set1_ps(tab[j]);
+    }
+    const __m256 tlo = _mm256_loadu_ps(tab), thi = _mm256_loadu_ps(tab + 8);
+    for (int j = 0; j < 32; j++) {
+        xt[j] = _mm256_i32gather_ps(x + j, idx, 4);
+        wt[j] = _mm256_i32gather_ps(w + j, idx, 4);
+    }
+    const __m256 maxv = _mm256_loadu_ps(maxs);
+    __m256 d = _mm256_div_ps(_mm256_xor_ps(maxv, _mm256_set1_ps(-0.0f)), lv[0]); /* -max / values[0] */
+    __m256 sumqx, sumq2;
+    iq4_pass(xt, wt, _mm256_div_ps(_mm256_set1_ps(1.f), d), lv, tlo, thi, &sumqx, &sumq2);
+    d = sel(zero, _mm256_div_ps(sumqx, sumq2), _mm256_cmp_ps(sumq2, zero, _CMP_GT_OQ));
+    __m256 best = _mm256_mul_ps(d, sumqx);
+    for (int itry = -ntry; itry <= ntry; itry++) {
+        iq4_pass(xt, wt, _mm256_div_ps(_mm256_set1_ps((float)(itry + values[0])), maxv), lv, tlo, thi, &sumqx, &sumq2);
+        const __m256 take = _mm256_and_ps(_mm256_cmp_ps(sumq2, zero, _CMP_GT_OQ),
+                                          _mm256_cmp_ps(_mm256_mul_ps(sumqx, sumqx), _mm256_mul_ps(best, sumq2), _CMP_GT_OQ));
+        const __m256 dn = _mm256_div_ps(sumqx, sumq2);
+        d = sel(d, dn, take);
+        best = sel(best, _mm256_mul_ps(dn, sumqx), take);
+    }
+    _mm256_storeu_ps(d_out, d);
+}
+
 #else /* no x86-64 GCC/clang: never called (dcq_x8_enabled is false) */
 
 void dcq_qkx_x8(const float *restrict x, const float *restrict weights, int nmax, float rmin, float rdelta,
@@ -351,6 +429,11 @@ void dcq_qx_x16(const float *restrict x, const float *restrict qw, int8_t *restr
     abort();
 }
 void dcq_q8_0_x8(const float *restrict x, void *restrict y, int64_t nb)
+{
+    abort();
+}
+void dcq_iq4_search_x8(const float *restrict x, const float *restrict w, const float *restrict maxs, int ntry,
+                       float *restrict d_out)
 {
     abort();
 }
