@@ -52,6 +52,13 @@ static void iq4_prep(const float *x, int sbs, int bs, const float *qw_blk, float
     }
 }
 
+static void iq4_pack(const uint8_t *L, int n, uint8_t *q4)
+{
+    for (int i = 0; i < n / 32; i++)
+        for (int j = 0; j < 16; j++)
+            q4[16 * i + j] = (uint8_t)(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
+}
+
 /* The weighted best scale of one sub-block over 2*ntry+1 trial scales (ntry <= 0: the first
  * guess only, whose levels stay in Lb) */
 static float iq4_search(const float *xb, const float *weight, float max, int bs, int ntry, uint8_t *Lb)
@@ -153,9 +160,7 @@ static void iq4_impl(int sbs, int bs, const float *x, dc_half *dh, uint8_t *q4, 
                 L[j] = (uint8_t)best_index_int8(16, values, id * x[j]);
         }
     }
-    for (int i = 0; i < sbs / 32; i++)
-        for (int j = 0; j < 16; j++)
-            q4[16 * i + j] = (uint8_t)(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
+    iq4_pack(L, sbs, q4);
 }
 
 /* ---- IQ4_NL ---- */
@@ -175,9 +180,14 @@ size_t dc_quantize_iq4_nl(const float *src, void *dst, int64_t nrows, int64_t n_
                     iq4_prep(src + 32 * (ib + b), 32, 32, imatrix ? imatrix + 32 * (ib + b) : NULL, weight + 32 * b,
                              &amaxs[b], &maxs[b]);
                 dcq_iq4_search_x8(src + 32 * ib, weight, maxs, 7, d8);
-                for (int b = 0; b < 8; b++, ib++)
-                    iq4_impl(32, 32, src + 32 * ib, &y[ib].d, y[ib].qs, &unused_h, NULL, &scale, weight, L,
-                             imatrix ? imatrix + 32 * ib : NULL, 7, &d8[b]);
+                for (int b = 0; b < 8; b++, ib++) { /* iq4_impl's end for one block (sbs == bs, ntry > 0) */
+                    const float *xb = src + 32 * ib, sc = amaxs[b] < DCQ_GROUP_MAX_EPS ? 0.f : d8[b];
+                    y[ib].d = dcq_f2h(sc);
+                    const float id = sc ? 1 / sc : 0;
+                    for (int j = 0; j < 32; j++)
+                        L[j] = (uint8_t)best_index_int8(16, dcq_kvalues_iq4nl, id * xb[j]);
+                    iq4_pack(L, 32, y[ib].qs);
+                }
             } else {
                 iq4_impl(32, 32, src + 32 * ib, &y[ib].d, y[ib].qs, &unused_h, NULL, &scale, weight, L,
                          imatrix ? imatrix + 32 * ib : NULL, 7, NULL);
