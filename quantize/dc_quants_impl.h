@@ -78,6 +78,10 @@ void dcq_qx_x16(const float *restrict x, const float *restrict qw, int8_t *restr
 /* Q8_0 (dc_quantize_row_q8_0_ref) on nb blocks of 32, 32 lanes per block: same bytes; a block
  * holding a non-finite value goes through the scalar code. */
 void dcq_q8_0_x8(const float *restrict x, void *restrict y, int64_t nb);
+/* make_qkx2 (v3 false) / make_qkx3 (v3 true) with use_mad = mad on the 16 sub-blocks of 16 of one
+ * super-block (Q2_K): x[256], w[256] -> L[256], scales[16], mins[16] (the_min); nstep >= 1. */
+void dcq_qkx16_x8x2(const float *restrict x, const float *restrict w, int nmax, float rmin, float rdelta, int nstep,
+                    bool v3, bool mad, uint8_t *restrict L, float *restrict scales, float *restrict mins);
 /* IQ4_NL / IQ4_XS: the trial-scale search of 8 sub-blocks of 32 (sub-block b at x + 32 b, its
  * weights at w + 32 b, maxs[b] its signed largest-magnitude value, not below the group threshold),
  * ntry > 0: d_out[b] = the scale the scalar search (dc_quants_iq.c) picks. */

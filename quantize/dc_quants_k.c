@@ -356,15 +356,20 @@ void dc_quantize_row_q2_K_ref(const float *x, void *vy, int64_t k)
     dc_block_q2_K *y = vy;
     const int64_t nb = k / QK;
     uint8_t L[QK], Laux[16];
-    float weights[16], mins[QK / 16], scales[QK / 16];
+    float weights[QK], mins[QK / 16], scales[QK / 16];
     const float q4scale = 15.f;
+    const bool x8 = dcq_x8_enabled();
 
     for (int64_t i = 0; i < nb; i++, x += QK) {
         float max_scale = 0, max_min = 0;
+        for (int l = 0; l < QK; l++)
+            weights[l] = fabsf(x[l]);
+        if (x8) /* the 16 searches at once, same results */
+            dcq_qkx16_x8x2(x, weights, 3, -0.5f, 0.1f, 15, false, true, L, scales, mins);
         for (int j = 0; j < QK / 16; j++) {
-            for (int l = 0; l < 16; l++)
-                weights[l] = fabsf(x[16 * j + l]);
-            scales[j] = make_qkx2_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
+            if (!x8)
+                scales[j] = make_qkx2_quants(16, 3, x + 16 * j, weights + 16 * j, L + 16 * j, &mins[j], Laux, -0.5f,
+                                             0.1f, 15, true);
             if (scales[j] > max_scale)
                 max_scale = scales[j];
             if (mins[j] > max_min)
@@ -396,7 +401,8 @@ static void quantize_row_q2_K_impl(const float *x, dc_block_q2_K *y, int64_t n_p
 {
     const int64_t nb = n_per_row / QK;
     uint8_t L[QK], Laux[16], Ls[QK / 16], Lm[QK / 16];
-    float mins[QK / 16], scales[QK / 16], sw[QK / 16], weight[16];
+    float mins[QK / 16], scales[QK / 16], sw[QK / 16], weight[QK];
+    const bool x8 = dcq_x8_enabled();
 
     for (int64_t i = 0; i < nb; i++, x += QK) {
         memset(sw, 0, sizeof sw);
@@ -406,12 +412,17 @@ static void quantize_row_q2_K_impl(const float *x, dc_block_q2_K *y, int64_t n_p
         float sigma2 = sumx2 / QK;
         for (int j = 0; j < QK / 16; j++) {
             const float *qw = qw_row + QK * i + 16 * j;
+            float *wj = weight + 16 * j;
             for (int l = 0; l < 16; l++)
-                weight[l] = qw[l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
+                wj[l] = qw[l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
             for (int l = 0; l < 16; l++)
-                sw[j] += weight[l];
-            scales[j] = dcq_make_qkx3_quants(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
+                sw[j] += wj[l];
+            if (!x8)
+                scales[j] = dcq_make_qkx3_quants(16, 3, x + 16 * j, wj, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36,
+                                                 false);
         }
+        if (x8) /* the 16 searches at once, same results */
+            dcq_qkx16_x8x2(x, weight, 3, -0.9f, 0.05f, 36, true, false, L, scales, mins);
         float dm = make_qp_quants(QK / 16, 15, scales, Ls, sw);
         float mm = make_qp_quants(QK / 16, 15, mins, Lm, sw);
         y[i].d = dcq_f2h(dm);

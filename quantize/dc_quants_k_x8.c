@@ -70,20 +70,22 @@ static inline X8 __m256 sel(__m256 a, __m256 b, __m256 m) { return _mm256_blendv
  * they run G = 1 or 2 independent groups of 8 sub-blocks interleaved; the groups never mix. */
 #define X8_INLINE static inline __attribute__((always_inline, target("avx2")))
 
-/* make_qkx_quants(32, nmax, x + 32*j, weights + 32*j, ...) for j = 0..7 of each group g (weights
- * non-NULL, use_mad false, nstep >= 1); v3: make_qkx3's degenerate test (max <= min) instead of
- * make_qkx2's (max == min). Group g: x[g][256], w[g][256] -> L[g][256], scales[g][8], mins[g][8]
- * (the_min). */
-X8_INLINE void qkx_body(const int G, const float *const *xs, const float *const *ws, int nmax, float rmin,
+/* make_qkx_quants(SN, nmax, x + SN*j, weights + SN*j, ..., use_mad = mad) for j = 0..7 of each
+ * group g (SN 32 or 16, weights non-NULL, nstep >= 1); v3: make_qkx3's degenerate test (max <= min)
+ * instead of make_qkx2's (max == min). Group g: x[g][8 SN], w[g][8 SN] -> L[g][8 SN], scales[g][8],
+ * mins[g][8] (the_min). */
+X8_INLINE void qkx_body(const int G, const int SN, const bool mad, const float *const *xs, const float *const *ws,
+                        int nmax, float rmin,
                         float rdelta, int nstep, bool v3, uint8_t *const *Ls, float *const *scs, float *const *mns)
 {
-    const __m256i idx = _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224);
+    const __m256i idx = _mm256_setr_epi32(0, SN, 2 * SN, 3 * SN, 4 * SN, 5 * SN, 6 * SN, 7 * SN);
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     const __m256 zero = _mm256_setzero_ps(), ones = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
     const __m256i vnmax = _mm256_set1_epi32(nmax), izero = _mm256_setzero_si256();
     __m256 xt[2][32], wt[2][32], lbest[2][32], laux[2][32];
     __m256 min[2], max[2], sum_w[2], sum_x[2], min0[2], deg[2], live[2], scale[2], best_error[2];
     for (int g = 0; g < G; g++)
-        for (int i = 0; i < 32; i++) {
+        for (int i = 0; i < SN; i++) {
             xt[g][i] = _mm256_i32gather_ps(xs[g] + i, idx, 4);
             wt[g][i] = _mm256_i32gather_ps(ws[g] + i, idx, 4);
         }
@@ -92,7 +94,7 @@ X8_INLINE void qkx_body(const int G, const float *const *xs, const float *const 
         sum_w[g] = wt[g][0];
         sum_x[g] = _mm256_mul_ps(sum_w[g], xt[g][0]);
     }
-    for (int i = 1; i < 32; i++)
+    for (int i = 1; i < SN; i++)
         for (int g = 0; g < G; g++) {
             min[g] = _mm256_min_ps(xt[g][i], min[g]); /* x < min ? x : min */
             max[g] = _mm256_max_ps(xt[g][i], max[g]); /* x > max ? x : max */
@@ -111,13 +113,13 @@ X8_INLINE void qkx_body(const int G, const float *const *xs, const float *const 
         scale[g] = _mm256_div_ps(_mm256_set1_ps(1.f), iscale[g]);
         best_error[g] = zero;
     }
-    for (int i = 0; i < 32; i++)
+    for (int i = 0; i < SN; i++)
         for (int g = 0; g < G; g++) {
             __m256i l = nearest8(_mm256_mul_ps(iscale[g], _mm256_sub_ps(xt[g][i], min[g])));
             l = _mm256_max_epi32(izero, _mm256_min_epi32(vnmax, l));
             lbest[g][i] = _mm256_cvtepi32_ps(l);
             __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(scale[g], lbest[g][i]), min[g]), xt[g][i]);
-            diff = _mm256_mul_ps(diff, diff);
+            diff = mad ? _mm256_and_ps(diff, absm) : _mm256_mul_ps(diff, diff); /* fabsf / square */
             best_error[g] = _mm256_add_ps(best_error[g], _mm256_mul_ps(wt[g][i], diff));
         }
     for (int is = 0; is <= nstep && any_live; is++) {
@@ -128,7 +130,7 @@ X8_INLINE void qkx_body(const int G, const float *const *xs, const float *const 
             iscale[g] = _mm256_div_ps(num, _mm256_sub_ps(max[g], min[g]));
             sum_l[g] = sum_l2[g] = sum_xl[g] = zero;
         }
-        for (int i = 0; i < 32; i++)
+        for (int i = 0; i < SN; i++)
             for (int g = 0; g < G; g++) {
                 __m256i l = nearest8(_mm256_mul_ps(iscale[g], _mm256_sub_ps(xt[g][i], min[g])));
                 l = _mm256_max_epi32(izero, _mm256_min_epi32(vnmax, l));
@@ -156,18 +158,18 @@ X8_INLINE void qkx_body(const int G, const float *const *xs, const float *const 
         }
         if (!any_d)
             continue;
-        for (int i = 0; i < 32; i++)
+        for (int i = 0; i < SN; i++)
             for (int g = 0; g < G; g++) {
                 __m256 diff =
                     _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(this_scale[g], laux[g][i]), this_min[g]), xt[g][i]);
-                diff = _mm256_mul_ps(diff, diff);
+                diff = mad ? _mm256_and_ps(diff, absm) : _mm256_mul_ps(diff, diff); /* fabsf / square */
                 err[g] = _mm256_add_ps(err[g], _mm256_mul_ps(wt[g][i], diff));
             }
         for (int g = 0; g < G; g++) {
             const __m256 better = _mm256_and_ps(dpos[g], _mm256_cmp_ps(err[g], best_error[g], _CMP_LT_OQ));
             if (!_mm256_movemask_ps(better))
                 continue;
-            for (int i = 0; i < 32; i++)
+            for (int i = 0; i < SN; i++)
                 lbest[g][i] = sel(lbest[g][i], laux[g][i], better);
             best_error[g] = sel(best_error[g], err[g], better);
             scale[g] = sel(scale[g], this_scale[g], better);
@@ -178,11 +180,11 @@ X8_INLINE void qkx_body(const int G, const float *const *xs, const float *const 
         /* degenerate lanes: L = 0, the_min = -min, scale 0 */
         _mm256_storeu_ps(scs[g], sel(scale[g], zero, deg[g]));
         _mm256_storeu_ps(mns[g], _mm256_xor_ps(sel(min[g], min0[g], deg[g]), _mm256_set1_ps(-0.f)));
-        for (int i = 0; i < 32; i++) {
+        for (int i = 0; i < SN; i++) {
             int32_t li[8];
             _mm256_storeu_si256((__m256i *)(void *)li, _mm256_cvtps_epi32(sel(lbest[g][i], zero, deg[g])));
             for (int j = 0; j < 8; j++)
-                Ls[g][32 * j + i] = (uint8_t)li[j];
+                Ls[g][SN * j + i] = (uint8_t)li[j];
         }
     }
 }
@@ -193,7 +195,7 @@ X8 void dcq_qkx_x8(const float *restrict x, const float *restrict weights, int n
     const float *xs[1] = {x}, *ws[1] = {weights};
     uint8_t *Ls[1] = {L};
     float *scs[1] = {scales}, *mns[1] = {mins};
-    qkx_body(1, xs, ws, nmax, rmin, rdelta, nstep, v3, Ls, scs, mns);
+    qkx_body(1, 32, false, xs, ws, nmax, rmin, rdelta, nstep, v3, Ls, scs, mns);
 }
 
 X8 void dcq_qkx_x8x2(const float *x0, const float *w0, const float *x1, const float *w1, int nmax, float rmin,
@@ -203,7 +205,7 @@ X8 void dcq_qkx_x8x2(const float *x0, const float *w0, const float *x1, const fl
     const float *xs[2] = {x0, x1}, *ws[2] = {w0, w1};
     uint8_t *Ls[2] = {L0, L1};
     float *scs[2] = {scales0, scales1}, *mns[2] = {mins0, mins1};
-    qkx_body(2, xs, ws, nmax, rmin, rdelta, nstep, v3, Ls, scs, mns);
+    qkx_body(2, 32, false, xs, ws, nmax, rmin, rdelta, nstep, v3, Ls, scs, mns);
 }
 
 /* One candidate scale of dcq_make_qx_quants on 8 sub-blocks: l = clamp(nearest(iscale * x), -nmax,
@@ -333,6 +335,19 @@ X8 void dcq_q8_0_x8(const float *restrict x, void *restrict vy, int64_t nb)
     }
 }
 
+X8 void dcq_qkx16_x8x2(const float *restrict x, const float *restrict w, int nmax, float rmin, float rdelta,
+                       int nstep, bool v3, bool mad, uint8_t *restrict L, float *restrict scales,
+                       float *restrict mins)
+{
+    const float *xs[2] = {x, x + 128}, *ws[2] = {w, w + 128};
+    uint8_t *Ls[2] = {L, L + 128};
+    float *scs[2] = {scales, scales + 8}, *mns[2] = {mins, mins + 8};
+    if (mad)
+        qkx_body(2, 16, true, xs, ws, nmax, rmin, rdelta, nstep, v3, Ls, scs, mns);
+    else
+        qkx_body(2, 16, false, xs, ws, nmax, rmin, rdelta, nstep, v3, Ls, scs, mns);
+}
+
 /* ---- IQ4_NL / IQ4_XS scale search ------------------------------------------------------------- */
 
 /* 16 ints, one level each as float, from two 8-lane tables (levels 0..7, 8..15) */
@@ -434,6 +449,11 @@ void dcq_q8_0_x8(const float *restrict x, void *restrict y, int64_t nb)
 }
 void dcq_iq4_search_x8(const float *restrict x, const float *restrict w, const float *restrict maxs, int ntry,
                        float *restrict d_out)
+{
+    abort();
+}
+void dcq_qkx16_x8x2(const float *restrict x, const float *restrict w, int nmax, float rmin, float rdelta, int nstep,
+                    bool v3, bool mad, uint8_t *restrict L, float *restrict scales, float *restrict mins)
 {
     abort();
 }
