@@ -66,15 +66,16 @@ float dcq_make_qkx3_quants(int n, int nmax, const float *restrict x, const float
  * scalar search's operations in its order (same bytes). Call only when dcq_x8_enabled().
  * dcq_qkx_x8 = make_qkx2 (v3 false) / make_qkx3 (v3 true) on the 8 sub-blocks of 32 of one
  * super-block (weights[256] non-NULL, use_mad false, nstep >= 1); dcq_qkx_x8x2: the same on two
- * super-blocks at once; dcq_qx_x16 = dcq_make_qx_quants(16, 32, ..., 1, qw) on the 16 sub-blocks of
- * 16 of one super-block (qw NULL or 256 weights). */
+ * super-blocks at once; dcq_qx_x16 = dcq_make_qx_quants(16, nmax, ..., 1, qw) on the 16 sub-blocks
+ * of 16 of one super-block (qw NULL or 256 weights; Q6_K nmax 32, Q3_K's imatrix path 4). */
 bool dcq_x8_enabled(void);
 void dcq_qkx_x8(const float *restrict x, const float *restrict weights, int nmax, float rmin, float rdelta,
                 int nstep, bool v3, uint8_t *restrict L, float *restrict scales, float *restrict mins);
 void dcq_qkx_x8x2(const float *x0, const float *w0, const float *x1, const float *w1, int nmax, float rmin,
                   float rdelta, int nstep, bool v3, uint8_t *L0, uint8_t *L1, float *scales0, float *scales1,
                   float *mins0, float *mins1);
-void dcq_qx_x16(const float *restrict x, const float *restrict qw, int8_t *restrict L, float *restrict scales);
+void dcq_qx_x16(const float *restrict x, const float *restrict qw, int nmax, int8_t *restrict L,
+                float *restrict scales);
 /* Q8_0 (dc_quantize_row_q8_0_ref) on nb blocks of 32, 32 lanes per block: same bytes; a block
  * holding a non-finite value goes through the scalar code. */
 void dcq_q8_0_x8(const float *restrict x, void *restrict y, int64_t nb);

@@ -532,7 +532,8 @@ static void quantize_row_q3_K_impl(const float *x, dc_block_q3_K *y, int64_t n_p
 {
     const int64_t nb = n_per_row / QK;
     int8_t L[QK], Ls[QK / 16];
-    float scales[QK / 16], weight[16], sw[QK / 16];
+    float scales[QK / 16], weight[QK], sw[QK / 16];
+    const bool x8 = dcq_x8_enabled();
 
     for (int64_t i = 0; i < nb; i++, x += QK) {
         float sumx2 = 0;
@@ -540,20 +541,24 @@ static void quantize_row_q3_K_impl(const float *x, dc_block_q3_K *y, int64_t n_p
             sumx2 += x[j] * x[j];
         float sigma2 = 2 * sumx2 / QK;
         for (int j = 0; j < QK / 16; j++) {
+            float *wj = weight + 16 * j;
             if (qw_row) {
                 const float *qw = qw_row + QK * i + 16 * j;
                 for (int l = 0; l < 16; l++)
-                    weight[l] = qw[l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
+                    wj[l] = qw[l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
             } else {
                 for (int l = 0; l < 16; l++)
-                    weight[l] = x[16 * j + l] * x[16 * j + l];
+                    wj[l] = x[16 * j + l] * x[16 * j + l];
             }
             float sumw = 0;
             for (int l = 0; l < 16; l++)
-                sumw += weight[l];
+                sumw += wj[l];
             sw[j] = sumw;
-            scales[j] = dcq_make_qx_quants(16, 4, x + 16 * j, L + 16 * j, 1, weight);
+            if (!x8)
+                scales[j] = dcq_make_qx_quants(16, 4, x + 16 * j, L + 16 * j, 1, wj);
         }
+        if (x8) /* the 16 searches at once, same results */
+            dcq_qx_x16(x, weight, 4, L, scales);
         memset(y[i].scales, 0, 12);
         float d_block = dcq_make_qx_quants(QK / 16, 32, scales, Ls, 1, sw);
         for (int j = 0; j < QK / 16; j++)
@@ -773,7 +778,7 @@ static void q6_K_block(const float *x, dc_block_q6_K *y, const float *qw_blk)
     float scales[QK / 16];
     float max_scale = 0, max_abs_scale = 0;
     if (dcq_x8_enabled()) { /* 8 sub-blocks at once, same results */
-        dcq_qx_x16(x, qw_blk, L, scales);
+        dcq_qx_x16(x, qw_blk, 32, L, scales);
     } else {
         for (int ib = 0; ib < QK / 16; ib++)
             scales[ib] = dcq_make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, 1, qw_blk ? qw_blk + 16 * ib : NULL);

@@ -226,11 +226,13 @@ static inline X8 void qx_pass(int n, const __m256 *xt, const __m256 *wt, __m256 
     *suml2 = s2;
 }
 
-/* dcq_make_qx_quants(16, 32, x + 16*j, L + 16*j, 1, qw ? qw + 16*j : NULL) for j = 0..15, as
+/* dcq_make_qx_quants(16, nmax, x + 16*j, L + 16*j, 1, qw ? qw + 16*j : NULL) for j = 0..15, as
  * two interleaved groups of 8: L[256], scales[16] */
-X8 void dcq_qx_x16(const float *restrict x, const float *restrict qw, int8_t *restrict L, float *restrict scales)
+X8 void dcq_qx_x16(const float *restrict x, const float *restrict qw, int nmax, int8_t *restrict L,
+                   float *restrict scales)
 {
-    enum { N = 16, NMAX = 32, G = 2 };
+    enum { N = 16, G = 2 };
+    const int NMAX = nmax;
     const __m256i idx = _mm256_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112);
     const __m256 zero = _mm256_setzero_ps(), absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     const __m256i lo = _mm256_set1_epi32(-NMAX), hi = _mm256_set1_epi32(NMAX - 1);
@@ -439,7 +441,7 @@ void dcq_qkx_x8x2(const float *x0, const float *w0, const float *x1, const float
 {
     abort();
 }
-void dcq_qx_x16(const float *restrict x, const float *restrict qw, int8_t *restrict L, float *restrict scales)
+void dcq_qx_x16(const float *restrict x, const float *restrict qw, int nmax, int8_t *restrict L, float *restrict scales)
 {
     abort();
 }

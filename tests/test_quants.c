@@ -473,7 +473,7 @@ static void test_simd(void)
     }
     /* 5 super-blocks a row: the fast Q4_K / Q5_K paths take them in pairs, plus a single one */
     const int64_t n = 1280, nrows = 14 * 24, ne = n * nrows;
-    const dc_qtype types[] = {DC_QT_Q2_K, DC_QT_Q4_K, DC_QT_Q5_K, DC_QT_Q6_K, DC_QT_Q8_0, DC_QT_IQ4_NL, DC_QT_IQ4_XS};
+    const dc_qtype types[] = {DC_QT_Q2_K, DC_QT_Q3_K, DC_QT_Q4_K, DC_QT_Q5_K, DC_QT_Q6_K, DC_QT_Q8_0, DC_QT_IQ4_NL, DC_QT_IQ4_XS};
     float *x = malloc((size_t)ne * sizeof(float)), *im[3] = {NULL, malloc((size_t)n * 4), malloc((size_t)n * 4)};
     uint8_t *a = malloc((size_t)ne * 2), *b = malloc((size_t)ne * 2);
     if (!x || !im[1] || !im[2] || !a || !b)
