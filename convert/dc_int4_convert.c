@@ -1084,12 +1084,13 @@ static void gptq_group(dc_i4_layout L, const double *w, int64_t k0, int64_t kn, 
     const float *ig = imp ? imp + k0 : NULL;
     for (int64_t k = 0; k < kn; k++)
         cur[k] = (float)w[k0 + k];
-    if (L == DC_I4_NVFP4)
-        *z = dc_i4_quant_nvfp4(cur, ig, (int)kn, ws2, clip, q + k0);
-    else if (L == DC_I4_MXFP4)
-        *z = dc_i4_quant_mxfp4(cur, ig, (int)kn, clip, q + k0);
-    else
+    if (L == DC_I4_NVFP4 || L == DC_I4_MXFP4) {
+        *s = 0; /* FP4: the scale code is in *z */
+        *z = L == DC_I4_NVFP4 ? dc_i4_quant_nvfp4(cur, ig, (int)kn, ws2, clip, q + k0)
+                              : dc_i4_quant_mxfp4(cur, ig, (int)kn, clip, q + k0);
+    } else {
         dc_i4_quant_int(cur, ig, (int)kn, sym, clip, sdt, q + k0, s, z);
+    }
 }
 
 /* GPTQ: column i of a row, in its group's scale (s, z): the code (into *q) and the dequantized
