@@ -1078,15 +1078,6 @@ static uint64_t row_bytes(dc_dtype dt, int64_t cols)
     return n;
 }
 
-/* Drops the source pages of rows [r0, r0 + n) of a stored weight. */
-static void release_rows(const dc_weight *w, int64_t r0, int64_t n)
-{
-    if (!w->t || !w->t->data || w->read_rows || dc_dtype_is_block(w->t->dtype))
-        return;
-    uint64_t rb = (uint64_t)w->cols * (uint64_t)dc_dtype_size(w->t->dtype);
-    dc_map_release(w->t->data + (uint64_t)r0 * rb, (size_t)((uint64_t)n * rb));
-}
-
 typedef struct bufs {
     float *f, *g;
     uint8_t *o;
@@ -1105,7 +1096,7 @@ static dc_status item_rows(const item *it, int64_t a, int64_t b, float *out, flo
     case K_DIRECT:
         st = dc_weight_rows(&it->w, a, b - a, out, DC_DEQ_BF16_ROUND, err);
         if (!st && release)
-            release_rows(&it->w, a, b - a);
+            dc_weight_release(&it->w, a, b - a);
         break;
     case K_STACK: {
         const int64_t R = it->ne[1];
@@ -1113,7 +1104,7 @@ static dc_status item_rows(const item *it, int64_t a, int64_t b, float *out, flo
             int64_t e = r / R, n = ((e + 1) * R < b ? (e + 1) * R : b) - r;
             st = dc_weight_rows(&it->ew[e], r - e * R, n, out + (r - a) * cols, DC_DEQ_BF16_ROUND, err);
             if (!st && release)
-                release_rows(&it->ew[e], r - e * R, n);
+                dc_weight_release(&it->ew[e], r - e * R, n);
             r += n;
         }
         break;
@@ -1159,7 +1150,7 @@ static dc_status item_rows(const item *it, int64_t a, int64_t b, float *out, flo
             st = dc_weight_rows(&it->w, s, 1, out + (r - a) * cols, DC_DEQ_BF16_ROUND, err);
         }
         if (!st && b == it->rows)
-            release_rows(&it->w, 0, it->rows);
+            dc_weight_release(&it->w, 0, it->rows);
         break;
     }
     case K_CONST:
@@ -1171,7 +1162,7 @@ static dc_status item_rows(const item *it, int64_t a, int64_t b, float *out, flo
             st = dc_weight_rows(&it->w, h * (it->dn + it->dv) + it->dn + (r - h * it->dv), hi - r, out + (r - a) * cols,
                                 DC_DEQ_BF16_ROUND, err);
             if (!st) /* k_b and v_b both read kv_b: release after the v half (written after k in every head) */
-                release_rows(&it->w, h * (it->dn + it->dv), it->dn + it->dv);
+                dc_weight_release(&it->w, h * (it->dn + it->dv), it->dn + it->dv);
             r = hi;
         }
         break;
@@ -1470,12 +1461,12 @@ void dc_gguf_src_release(const dc_gguf_src *s, size_t i, int64_t r0, int64_t n)
     if (r0 < 0 || n <= 0 || r0 + n > it->rows)
         return;
     if (it->kind == K_DIRECT)
-        release_rows(&it->w, r0, n);
+        dc_weight_release(&it->w, r0, n);
     else if (it->kind == K_STACK) {
         const int64_t R = it->ne[1];
         for (int64_t r = r0; r < r0 + n;) {
             int64_t e = r / R, m = ((e + 1) * R < r0 + n ? (e + 1) * R : r0 + n) - r;
-            release_rows(&it->ew[e], r - e * R, m);
+            dc_weight_release(&it->ew[e], r - e * R, m);
             r += m;
         }
     }

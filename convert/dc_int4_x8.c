@@ -14,50 +14,53 @@
 
 static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
-double dc_i4_int_err_ref(const float *x, const float *imp, int n, float s, int z, double bound, uint8_t *codes)
+/* The three kinds share the loop (as err_loop below): KIND_INT codes clamp(round(x / p0) + z, 0, 15),
+ * dequant (q - z) * p0; KIND_FP4 codes e2m1(x / p0), dequant (e2m1 * p1) * p2; KIND_MX codes
+ * e2m1(x * p0), dequant e2m1 * p1. */
+enum { KIND_INT, KIND_FP4, KIND_MX };
+
+static inline __attribute__((always_inline)) double ref_loop(int kind, const float *x, const float *imp, int n,
+                                                             float p0, float p1, float p2, int z, double bound,
+                                                             uint8_t *codes)
 {
     double p[8] = {0};
     for (int i = 0; i < n; i++) {
-        int q = clampi((int)nearbyintf(x[i] / s) + z, 0, 15);
+        int q;
+        float deq;
+        if (kind == KIND_INT) {
+            q = clampi((int)nearbyintf(x[i] / p0) + z, 0, 15);
+            deq = (float)(q - z) * p0;
+        } else if (kind == KIND_FP4) {
+            q = dc_e2m1_encode(x[i] / p0);
+            deq = (dc_e2m1_decode((uint8_t)q) * p1) * p2;
+        } else {
+            q = dc_e2m1_encode(x[i] * p0);
+            deq = dc_e2m1_decode((uint8_t)q) * p1;
+        }
         if (codes)
             codes[i] = (uint8_t)q;
-        double d = (double)x[i] - (double)((float)(q - z) * s);
+        double d = (double)x[i] - (double)deq;
         p[i & 7] += (imp ? (double)imp[i] : 1.0) * d * d;
         if ((i & 31) == 31 && !codes && dc_i4_sum8(p) >= bound)
             break;
     }
     return dc_i4_sum8(p);
+}
+
+double dc_i4_int_err_ref(const float *x, const float *imp, int n, float s, int z, double bound, uint8_t *codes)
+{
+    return ref_loop(KIND_INT, x, imp, n, s, 0, 0, z, bound, codes);
 }
 
 double dc_i4_fp4_err_ref(const float *x, const float *imp, int n, float div, float mul1, float mul2, double bound,
                          uint8_t *codes)
 {
-    double p[8] = {0};
-    for (int i = 0; i < n; i++) {
-        uint8_t q = dc_e2m1_encode(x[i] / div);
-        if (codes)
-            codes[i] = q;
-        double d = (double)x[i] - (double)((dc_e2m1_decode(q) * mul1) * mul2);
-        p[i & 7] += (imp ? (double)imp[i] : 1.0) * d * d;
-        if ((i & 31) == 31 && !codes && dc_i4_sum8(p) >= bound)
-            break;
-    }
-    return dc_i4_sum8(p);
+    return ref_loop(KIND_FP4, x, imp, n, div, mul1, mul2, 0, bound, codes);
 }
 
 double dc_i4_mx_err_ref(const float *x, const float *imp, int n, float up, float down, double bound, uint8_t *codes)
 {
-    double p[8] = {0};
-    for (int i = 0; i < n; i++) {
-        uint8_t q = dc_e2m1_encode(x[i] * up);
-        if (codes)
-            codes[i] = q;
-        double d = (double)x[i] - (double)(dc_e2m1_decode(q) * down);
-        p[i & 7] += (imp ? (double)imp[i] : 1.0) * d * d;
-        if ((i & 31) == 31 && !codes && dc_i4_sum8(p) >= bound)
-            break;
-    }
-    return dc_i4_sum8(p);
+    return ref_loop(KIND_MX, x, imp, n, up, down, 0, 0, bound, codes);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -140,11 +143,7 @@ static inline X8 __m256 e2m1_decode8(__m256i q)
     return _mm256_or_ps(mag, _mm256_castsi256_ps(sign));
 }
 
-/* The error sum of one candidate scale: KIND_INT codes clamp(round(x / p0) + z, 0, 15), dequant
- * (q - z) * p0; KIND_FP4 codes e2m1(x / p0), dequant (e2m1 * p1) * p2; KIND_MX codes e2m1(x * p0),
- * dequant e2m1 * p1. Inlined into each caller with its kind constant. */
-enum { KIND_INT, KIND_FP4, KIND_MX };
-
+/* One candidate scale's error sum, 8 lanes at a time (the kinds as in ref_loop) */
 static inline X8 __attribute__((always_inline)) double err_loop(int kind, const float *x, const float *imp, int n,
                                                                 float p0, float p1, float p2, int z, double bound,
                                                                 uint8_t *codes)

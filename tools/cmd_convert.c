@@ -150,13 +150,12 @@ static dc_status gptq_calibrate(const char *in, const gptq_calib *g, dc_i4_scope
         st = dc_err_set(err, DC_ERR_NOMEM, "out of memory");
     /* every chunk's embeddings (a chunk as dc_fwd_chunk runs it: llama.cpp's BOS in front) */
     for (int64_t c = 0; !st && c < ch.n_chunks; c++) {
-        int64_t start, len, first;
-        dc_chunk_range(&ch, (int64_t)n, c, &start, &len, &first);
-        int32_t save = ids[start];
-        if (ch.bos >= 0)
-            ids[start] = ch.bos;
-        st = dc_fwd_state_new(m, ids + start, len, &S[c], err);
-        ids[start] = save;
+        int32_t *buf;
+        int64_t len;
+        if (!(st = dc_chunk_tokens(&ch, ids, (int64_t)n, c, &buf, &len, err))) {
+            st = dc_fwd_state_new(m, buf, len, &S[c], err);
+            free(buf);
+        }
     }
     if (!st)
         dc_model_set_act_hook(m, dc_hessian_hook, *out);

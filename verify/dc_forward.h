@@ -207,6 +207,10 @@ void dc_fwd_close(dc_ckpt *ck, dc_model *m);
 dc_status dc_fwd_input(const char *tokens_path, const char *text_path, const char *tok_dir, int64_t cfg_bos,
                        int32_t **ids, size_t *n, int32_t *bos, dc_err *err);
 
+/* The tokens of chunk i as dc_fwd_chunk runs them (llama mode: its BOS in front), malloc'd into
+ * *out (*len of them). */
+dc_status dc_chunk_tokens(const dc_chunking *ch, const int32_t *tokens, int64_t n_tokens, int64_t i, int32_t **out,
+                          int64_t *len, dc_err *err);
 /* Runs chunk i of the chunking (BOS substituted in llama mode) into logits [len][vocab] (len from
  * dc_chunk_range). */
 dc_status dc_fwd_chunk(dc_model *m, const int32_t *tokens, int64_t n_tokens, const dc_chunking *ch, int64_t i,

@@ -650,22 +650,36 @@ dc_status dc_fwd_chunk(dc_model *m, const int32_t *tokens, int64_t n_tokens, con
     return dc_fwd_chunk_routed(m, tokens, n_tokens, ch, i, logits, NULL, err);
 }
 
+dc_status dc_chunk_tokens(const dc_chunking *ch, const int32_t *tokens, int64_t n_tokens, int64_t i, int32_t **out,
+                          int64_t *len, dc_err *err)
+{
+    int64_t start, first;
+    dc_chunk_range(ch, n_tokens, i, &start, len, &first);
+    int32_t *buf = dc_malloc((size_t)*len * sizeof(int32_t), err);
+    *out = buf;
+    if (!buf)
+        return DC_ERR_NOMEM;
+    memcpy(buf, tokens + start, (size_t)*len * sizeof(int32_t));
+    if (ch->llama_compat && ch->bos >= 0)
+        buf[0] = ch->bos;
+    return DC_OK;
+}
+
 dc_status dc_fwd_chunk_routed(dc_model *m, const int32_t *tokens, int64_t n_tokens, const dc_chunking *ch, int64_t i,
                               float *logits, dc_routing *routing, dc_err *err)
 {
-    int64_t start, len, first;
-    dc_chunk_range(ch, n_tokens, i, &start, &len, &first);
-    int32_t *buf = dc_malloc((size_t)len * sizeof(int32_t), err);
-    if (!buf)
-        return DC_ERR_NOMEM;
-    memcpy(buf, tokens + start, (size_t)len * sizeof(int32_t));
-    if (ch->llama_compat && ch->bos >= 0)
-        buf[0] = ch->bos;
-    dc_fwd_out o = {logits, routing, NULL};
-    dc_status st = dc_forward(m, buf, len, &o, err);
-    free(buf);
+    int32_t *buf;
+    int64_t len, start, first;
+    dc_status st = dc_chunk_tokens(ch, tokens, n_tokens, i, &buf, &len, err);
     if (st)
+        return st;
+    dc_fwd_out o = {logits, routing, NULL};
+    st = dc_forward(m, buf, len, &o, err);
+    free(buf);
+    if (st) {
+        dc_chunk_range(ch, n_tokens, i, &start, &len, &first);
         dc_err_prefix(err, "chunk %lld (tokens %lld..%lld)", (long long)i, (long long)start,
                       (long long)(start + len - 1));
+    }
     return st;
 }

@@ -234,6 +234,27 @@ static entry *find_entry(const dc_hessian_acc *a, const char *name, int64_t K)
     return e && e->cols == K && e->count > 0 ? e : NULL;
 }
 
+/* GPTQ's factor of an entry's Hessian with dampening damp into e->u (NULL: nothing to weight),
+ * unless it is there already; what names the matrix in messages */
+static dc_status factor(entry *e, double damp, const char *what, dc_err *err)
+{
+    if (e->u_done && e->u_damp == damp)
+        return DC_OK;
+    mirror(e);
+    free(e->u);
+    e->u = NULL;
+    e->u_done = false;
+    double used;
+    dc_status st = dc_gptq_prepare(e->h, e->cols, damp, what, &e->u, &used, err);
+    if (st)
+        return st;
+    if (e->u && used != damp)
+        dc_log(2, "gptq: %s: dampening raised to %g\n", what, used);
+    e->u_damp = damp;
+    e->u_done = true;
+    return DC_OK;
+}
+
 dc_status dc_hessian_factor(dc_hessian_acc *a, const char *name, int64_t K, double damp, const double **U,
                             dc_err *err)
 {
@@ -248,21 +269,9 @@ dc_status dc_hessian_factor(dc_hessian_acc *a, const char *name, int64_t K, doub
         *U = e->u_null ? NULL : (const double *)(const void *)(a->map + e->off);
         return DC_OK;
     }
-    mirror(e);
-    if (!e->u_done || e->u_damp != damp) {
-        free(e->u);
-        e->u = NULL;
-        double used;
-        dc_status st = dc_gptq_prepare(e->h, K, damp, name, &e->u, &used, err);
-        if (st)
-            return st;
-        if (e->u && used != damp)
-            dc_log(2, "gptq: %s: dampening raised to %g\n", name, used);
-        e->u_damp = damp;
-        e->u_done = true;
-    }
+    dc_status st = factor(e, damp, name, err);
     *U = e->u;
-    return DC_OK;
+    return st;
 }
 
 const double *dc_hessian_find(const dc_hessian_acc *a, const char *name, int64_t K, int64_t *count)
@@ -310,26 +319,18 @@ dc_status dc_hessian_spill(dc_hessian_acc *a, int fd, double damp, dc_err *err)
             snprintf(what, sizeof what, "layer %d expert %d %s input", e->layer, e->expert, dc_role_name((dc_role)e->role));
         else
             snprintf(what, sizeof what, "layer %d %s input", e->layer, dc_role_name((dc_role)e->role));
-        double *u = NULL, used = damp;
-        dc_status st = DC_OK;
-        if (e->count > 0) {
-            mirror(e);
-            st = dc_gptq_prepare(e->h, K, damp, what, &u, &used, err);
-        }
-        if (!st && u) {
-            if (used != damp)
-                dc_log(2, "gptq: %s: dampening raised to %g\n", what, used);
+        dc_status st = e->count > 0 ? factor(e, damp, what, err) : DC_OK;
+        const double *u = e->count > 0 ? e->u : NULL;
+        if (!st && u)
             st = write_all(fd, u, (size_t)(K * K) * sizeof *u, a->spill_end, err);
-        }
-        if (st) {
-            free(u);
+        if (st)
             return st;
-        }
         e->off = a->spill_end;
         e->u_null = !u;
         if (u)
             a->spill_end += (uint64_t)(K * K) * sizeof *u;
-        free(u);
+        free(e->u);
+        e->u = NULL;
         free(e->h);
         e->h = NULL;
         e->spilled = true;
