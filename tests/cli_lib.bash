@@ -1,5 +1,6 @@
 # Shared helpers for the CLI tests: check NAME CMD... records a pass/fail; finish prints the
-# closing line and sets the exit status.
+# closing line, removes $scratch (kept with DC_KEEP_TMP=1: the suite's tests together write several
+# GB) and sets the exit status.
 pass=0
 fail=0
 ok() { pass=$((pass + 1)); }
@@ -19,5 +20,6 @@ differ() { ! cmp -s "$1" "$2"; }
 check() { desc=$1; shift; if "$@"; then ok; else bad "$desc"; fi; }
 finish() {
     echo "$pass passed, $fail failed"
+    [ "${DC_KEEP_TMP:-0}" = 1 ] || rm -rf "$scratch"
     [ "$fail" -eq 0 ]
 }

@@ -15,8 +15,11 @@ extern int dc_test_pass, dc_test_fail;
 #define CHECK_OK(expr, errp) do { dc_status s_ = (expr); if (s_ == DC_OK) dc_test_pass++; else { \
     dc_test_fail++; fprintf(stderr, "%s:%d: %s -> %d: %s\n", __FILE__, __LINE__, #expr, \
     (int)s_, (errp)->msg); } } while (0)
-/* Prints the closing line and returns the process exit code. */
+/* Prints the closing line, removes the scratch directories and returns the process exit code. */
 int dc_test_done(void);
-/* A fresh scratch directory under the build tree for this test (created, emptied). */
+/* A fresh scratch directory under the build tree for this test (created, emptied); dc_test_done
+ * removes it (kept with DC_KEEP_TMP=1). */
 const char *dc_test_tmpdir(const char *name);
+/* Registers a scratch directory made elsewhere for removal by dc_test_done. */
+void dc_test_scratch(const char *dir);
 #endif

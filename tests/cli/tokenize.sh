@@ -79,4 +79,5 @@ rc=0; "$BIN" tokenize "$TMP/broken" --text "$TMP/case1.txt" 2> "$TMP/err" || rc=
 expect_eq "malformed tokenizer.json exit" "$rc" 4
 
 echo "$pass passed, $fail failed"
+[ "${DC_KEEP_TMP:-0}" = 1 ] || rm -rf "$TMP"
 [ "$fail" -eq 0 ]

@@ -30,7 +30,7 @@ if (!dc || !npmDir || !scratch) {
     process.exit(2);
 }
 const {getLlama, LlamaLogLevel, readGgufFileInfo} = await loadNodeLlamaCpp();
-const {check, finish} = checker();
+const {check, finish} = checker(scratch);
 const run = runner(dc);
 
 fs.rmSync(scratch, {recursive: true, force: true});

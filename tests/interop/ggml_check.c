@@ -225,6 +225,7 @@ int main(int argc, char **argv)
     const char *scratch = argv[3];
     dc_rm_rf(scratch);
     mkdir(scratch, 0755);
+    dc_test_scratch(scratch);
     dc_log_level = 0;
     struct { const char *variant; dc_gguf_out type; uint64_t split; const char *out, *check; } cases[] = {
         {"v3-bf16", DC_GGUF_OUT_F32, 0, "v3-f32.gguf", "v3-f32.gguf"},

@@ -13,8 +13,10 @@ export async function loadNodeLlamaCpp() {
     }
 }
 
-// check(ok, what) prints one line per check; finish() prints the totals and exits (1 on failure).
-export function checker() {
+// check(ok, what) prints one line per check; finish() prints the totals, removes the scratch
+// directory (kept with DC_KEEP_TMP=1: the suite's tests together write several GB) and exits (1 on
+// failure).
+export function checker(scratch) {
     let passed = 0, failed = 0;
     return {
         check(ok, what) {
@@ -24,6 +26,8 @@ export function checker() {
         },
         finish() {
             console.log(`${passed} passed, ${failed} failed`);
+            if (scratch && process.env.DC_KEEP_TMP !== "1")
+                fs.rmSync(scratch, {recursive: true, force: true});
             process.exit(failed ? 1 : 0);
         },
     };

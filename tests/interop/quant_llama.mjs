@@ -42,7 +42,7 @@ if (!dc || !oracle || !scratch) {
 const nlc = await loadNodeLlamaCpp();
 const {getLlama, LlamaLogLevel, readGgufFileInfo, GgmlType} = nlc;
 
-const {check, finish} = checker();
+const {check, finish} = checker(scratch);
 const run = runner(dc);
 
 fs.rmSync(scratch, {recursive: true, force: true});

@@ -557,6 +557,7 @@ int main(int argc, char **argv)
     l_log_set(quiet, NULL);
     dc_rm_rf(scratch);
     mkdir(scratch, 0755);
+    dc_test_scratch(scratch);
     const char *S = scratch;
 
     /* ---- inputs ---- */
