@@ -102,7 +102,7 @@ typedef struct plan {
     dc_ggufw *w;
     dc_gguf_out type;
     int n_mtp;
-    const char *arch; /* general.architecture: deepseek2, qwen2 or llama */
+    const char *arch; /* general.architecture: deepseek2, deepseek32, qwen2 or llama */
 } plan;
 
 static void plan_free(plan *p)
@@ -135,7 +135,7 @@ static item *new_item(plan *p, dc_err *err)
 static dc_dtype type_rule(const char *gname, uint32_t n_dims, int64_t ne0, dc_dtype want)
 {
     if (n_dims <= 1 || dc_str_ends_with(gname, "_norm.weight") || !dc_str_ends_with(gname, ".weight") ||
-        strstr(gname, ".ffn_gate_inp."))
+        strstr(gname, ".ffn_gate_inp.") || strstr(gname, ".indexer.proj.")) /* "DSA indexer weights should be F32" */
         return DC_DT_F32;
     if (want == DC_DT_Q8_0 && ne0 % DC_QK8_0)
         return DC_DT_F16;
@@ -164,7 +164,8 @@ static int role_rank(dc_role r)
     static const dc_role ORDER[] = {
         DC_ROLE_ATTN_NORM, DC_ROLE_Q_A_PROJ, DC_ROLE_Q_A_NORM, DC_ROLE_Q_B_PROJ, DC_ROLE_Q_PROJ, DC_ROLE_Q_BIAS, DC_ROLE_K_PROJ,
         DC_ROLE_K_BIAS, DC_ROLE_V_PROJ, DC_ROLE_V_BIAS, DC_ROLE_KV_A_PROJ, DC_ROLE_KV_A_NORM, DC_ROLE_KV_B_PROJ,
-        DC_ROLE_O_PROJ, DC_ROLE_O_BIAS, DC_ROLE_FFN_NORM, DC_ROLE_MLP_GATE, DC_ROLE_MLP_UP,
+        DC_ROLE_O_PROJ, DC_ROLE_O_BIAS, DC_ROLE_FFN_NORM, DC_ROLE_IDX_K_NORM, DC_ROLE_IDX_K_NORM_BIAS,
+        DC_ROLE_IDX_WEIGHTS_PROJ, DC_ROLE_IDX_WK, DC_ROLE_IDX_WQ_B, DC_ROLE_MLP_GATE, DC_ROLE_MLP_UP,
         DC_ROLE_MLP_DOWN, DC_ROLE_ROUTER, DC_ROLE_ROUTER_BIAS, DC_ROLE_EXP_GATE, DC_ROLE_EXP_UP, DC_ROLE_EXP_DOWN,
         DC_ROLE_SHEXP_GATE, DC_ROLE_SHEXP_UP, DC_ROLE_SHEXP_DOWN, DC_ROLE_MTP_EH_PROJ, DC_ROLE_MTP_ENORM,
         DC_ROLE_MTP_HNORM, DC_ROLE_MTP_EMBED, DC_ROLE_MTP_HEAD, DC_ROLE_MTP_HEAD_NORM};
@@ -220,7 +221,8 @@ static dc_gguf_out auto_type(const dc_ckpt *ck)
 
 static const char *arch_name(const dc_config *c)
 {
-    return c->arch == DC_ARCH_QWEN2 ? "qwen2" : c->arch == DC_ARCH_LLAMA ? "llama" : "deepseek2";
+    return c->arch == DC_ARCH_QWEN2 ? "qwen2" : c->arch == DC_ARCH_LLAMA ? "llama"
+           : c->index_n_heads ? "deepseek32" : "deepseek2";
 }
 
 /* GGUF row of HF row r of a q/k projection permuted for llama.cpp (LlamaModel.permute): in each
@@ -612,16 +614,18 @@ static dc_status write_model_kvs(dc_ggufw *w, const dc_ckpt *ck, const cJSON *cf
         st = write_dense_kvs(w, c, cfg, p, quant_keys, err);
         goto done;
     }
-    /* TextModel.set_gguf_parameters */
-    CK(dc_ggufw_kv_u32(w, "deepseek2.block_count", (uint32_t)(c->n_layers + p->n_mtp), err));
+    /* TextModel.set_gguf_parameters; keys under the architecture (deepseek2 or deepseek32) */
+    char kb[128];
+#define AK(sfx) (snprintf(kb, sizeof kb, "%s.%s", p->arch, sfx), kb)
+    CK(dc_ggufw_kv_u32(w, AK("block_count"), (uint32_t)(c->n_layers + p->n_mtp), err));
     double v;
     if (jnum(cfg, "max_position_embeddings", &v))
-        CK(dc_ggufw_kv_u32(w, "deepseek2.context_length", (uint32_t)v, err));
-    CK(dc_ggufw_kv_u32(w, "deepseek2.embedding_length", (uint32_t)c->hidden_size, err));
-    CK(dc_ggufw_kv_u32(w, "deepseek2.feed_forward_length", (uint32_t)c->intermediate_size, err));
-    CK(dc_ggufw_kv_u32(w, "deepseek2.attention.head_count", (uint32_t)c->n_heads, err));
+        CK(dc_ggufw_kv_u32(w, AK("context_length"), (uint32_t)v, err));
+    CK(dc_ggufw_kv_u32(w, AK("embedding_length"), (uint32_t)c->hidden_size, err));
+    CK(dc_ggufw_kv_u32(w, AK("feed_forward_length"), (uint32_t)c->intermediate_size, err));
+    CK(dc_ggufw_kv_u32(w, AK("attention.head_count"), (uint32_t)c->n_heads, err));
     /* MLA is stored as MQA: one KV head (DeepseekV2Model sets num_key_value_heads = 1) */
-    CK(dc_ggufw_kv_u32(w, "deepseek2.attention.head_count_kv", 1, err));
+    CK(dc_ggufw_kv_u32(w, AK("attention.head_count_kv"), 1, err));
     const cJSON *rs = jget(cfg, "rope_scaling");
     if (cJSON_IsObject(rs)) {
         const cJSON *ty = jget(rs, "rope_type");
@@ -629,61 +633,67 @@ static dc_status write_model_kvs(dc_ggufw *w, const dc_ckpt *ck, const cJSON *cf
             ty = jget(rs, "type");
         double f;
         if (cJSON_IsString(ty) && !strcmp(ty->valuestring, "yarn") && jnum(rs, "factor", &f)) {
-            CK(dc_ggufw_kv_str(w, "deepseek2.rope.scaling.type", "yarn", 4, err));
-            CK(dc_ggufw_kv_f32(w, "deepseek2.rope.scaling.factor", (float)f, err));
+            CK(dc_ggufw_kv_str(w, AK("rope.scaling.type"), "yarn", 4, err));
+            CK(dc_ggufw_kv_f32(w, AK("rope.scaling.factor"), (float)f, err));
             if (jnum(rs, "original_max_position_embeddings", &v))
-                CK(dc_ggufw_kv_u32(w, "deepseek2.rope.scaling.original_context_length", (uint32_t)v, err));
+                CK(dc_ggufw_kv_u32(w, AK("rope.scaling.original_context_length"), (uint32_t)v, err));
             if (jnum(rs, "extrapolation_factor", &v))
-                CK(dc_ggufw_kv_f32(w, "deepseek2.rope.scaling.yarn_ext_factor", (float)v, err));
+                CK(dc_ggufw_kv_f32(w, AK("rope.scaling.yarn_ext_factor"), (float)v, err));
             if (jnum(rs, "attention_factor", &v) || jnum(rs, "attn_factor", &v))
-                CK(dc_ggufw_kv_f32(w, "deepseek2.rope.scaling.yarn_attn_factor", (float)v, err));
+                CK(dc_ggufw_kv_f32(w, AK("rope.scaling.yarn_attn_factor"), (float)v, err));
             if (jnum(rs, "beta_fast", &v))
-                CK(dc_ggufw_kv_f32(w, "deepseek2.rope.scaling.yarn_beta_fast", (float)v, err));
+                CK(dc_ggufw_kv_f32(w, AK("rope.scaling.yarn_beta_fast"), (float)v, err));
             if (jnum(rs, "beta_slow", &v))
-                CK(dc_ggufw_kv_f32(w, "deepseek2.rope.scaling.yarn_beta_slow", (float)v, err));
+                CK(dc_ggufw_kv_f32(w, AK("rope.scaling.yarn_beta_slow"), (float)v, err));
         }
     }
     if (jnum(cfg, "rope_theta", &v))
-        CK(dc_ggufw_kv_f32(w, "deepseek2.rope.freq_base", (float)v, err));
-    CK(dc_ggufw_kv_f32(w, "deepseek2.attention.layer_norm_rms_epsilon", jnum(cfg, "rms_norm_eps", &v) ? (float)v : 1e-6f, err));
-    CK(dc_ggufw_kv_u32(w, "deepseek2.expert_count", (uint32_t)c->n_experts_routed, err));
-    CK(dc_ggufw_kv_u32(w, "deepseek2.expert_used_count", (uint32_t)c->n_experts_per_tok, err));
+        CK(dc_ggufw_kv_f32(w, AK("rope.freq_base"), (float)v, err));
+    CK(dc_ggufw_kv_f32(w, AK("attention.layer_norm_rms_epsilon"), jnum(cfg, "rms_norm_eps", &v) ? (float)v : 1e-6f, err));
+    CK(dc_ggufw_kv_u32(w, AK("expert_count"), (uint32_t)c->n_experts_routed, err));
+    CK(dc_ggufw_kv_u32(w, AK("expert_used_count"), (uint32_t)c->n_experts_per_tok, err));
     if (jnum(cfg, "n_group", &v))
-        CK(dc_ggufw_kv_u32(w, "deepseek2.expert_group_count", (uint32_t)v, err));
+        CK(dc_ggufw_kv_u32(w, AK("expert_group_count"), (uint32_t)v, err));
     if (jnum(cfg, "topk_group", &v))
-        CK(dc_ggufw_kv_u32(w, "deepseek2.expert_group_used_count", (uint32_t)v, err));
+        CK(dc_ggufw_kv_u32(w, AK("expert_group_used_count"), (uint32_t)v, err));
     if (cJSON_IsString(jget(cfg, "scoring_func")))
-        CK(dc_ggufw_kv_u32(w, "deepseek2.expert_gating_func",
+        CK(dc_ggufw_kv_u32(w, AK("expert_gating_func"),
                            c->scoring_func == DC_SCORE_SIGMOID ? GATING_SIGMOID : GATING_SOFTMAX, err));
     if (quant_keys)
         CK(dc_ggufw_kv_u32(w, "general.file_type", out_ftype(p->type), err));
     /* DeepseekV2Model.set_gguf_parameters */
-    CK(dc_ggufw_kv_u32(w, "deepseek2.leading_dense_block_count", (uint32_t)c->first_k_dense_replace, err));
-    CK(dc_ggufw_kv_u32(w, "deepseek2.vocab_size", (uint32_t)c->vocab_size, err));
+    CK(dc_ggufw_kv_u32(w, AK("leading_dense_block_count"), (uint32_t)c->first_k_dense_replace, err));
+    CK(dc_ggufw_kv_u32(w, AK("vocab_size"), (uint32_t)c->vocab_size, err));
     /* The converter writes q_lora_rank only when it is set; llama.cpp then requires it unless the
      * model has 26/27 layers ("lite"). A q_lora-less model of another depth therefore gets an
      * explicit 0 (plain attn_q), which llama.cpp loads the same way. */
     if (c->q_lora_rank > 0 || (c->n_layers != 27 && c->n_layers != 26))
-        CK(dc_ggufw_kv_u32(w, "deepseek2.attention.q_lora_rank", (uint32_t)c->q_lora_rank, err));
-    CK(dc_ggufw_kv_u32(w, "deepseek2.attention.kv_lora_rank", (uint32_t)c->kv_lora_rank, err));
-    CK(dc_ggufw_kv_u32(w, "deepseek2.attention.key_length", (uint32_t)(c->kv_lora_rank + c->qk_rope_head_dim), err));
-    CK(dc_ggufw_kv_u32(w, "deepseek2.attention.value_length", (uint32_t)c->kv_lora_rank, err));
-    CK(dc_ggufw_kv_u32(w, "deepseek2.attention.key_length_mla", (uint32_t)(c->qk_nope_head_dim + c->qk_rope_head_dim), err));
-    CK(dc_ggufw_kv_u32(w, "deepseek2.attention.value_length_mla", (uint32_t)c->v_head_dim, err));
-    CK(dc_ggufw_kv_u32(w, "deepseek2.expert_feed_forward_length", (uint32_t)c->moe_intermediate_size, err));
-    CK(dc_ggufw_kv_u32(w, "deepseek2.expert_shared_count", (uint32_t)c->n_experts_shared, err));
+        CK(dc_ggufw_kv_u32(w, AK("attention.q_lora_rank"), (uint32_t)c->q_lora_rank, err));
+    CK(dc_ggufw_kv_u32(w, AK("attention.kv_lora_rank"), (uint32_t)c->kv_lora_rank, err));
+    CK(dc_ggufw_kv_u32(w, AK("attention.key_length"), (uint32_t)(c->kv_lora_rank + c->qk_rope_head_dim), err));
+    CK(dc_ggufw_kv_u32(w, AK("attention.value_length"), (uint32_t)c->kv_lora_rank, err));
+    CK(dc_ggufw_kv_u32(w, AK("attention.key_length_mla"), (uint32_t)(c->qk_nope_head_dim + c->qk_rope_head_dim), err));
+    CK(dc_ggufw_kv_u32(w, AK("attention.value_length_mla"), (uint32_t)c->v_head_dim, err));
+    CK(dc_ggufw_kv_u32(w, AK("expert_feed_forward_length"), (uint32_t)c->moe_intermediate_size, err));
+    CK(dc_ggufw_kv_u32(w, AK("expert_shared_count"), (uint32_t)c->n_experts_shared, err));
     if (jnum(cfg, "routed_scaling_factor", &v))
-        CK(dc_ggufw_kv_f32(w, "deepseek2.expert_weights_scale", (float)v, err));
+        CK(dc_ggufw_kv_f32(w, AK("expert_weights_scale"), (float)v, err));
     if (c->norm_topk_prob)
-        CK(dc_ggufw_kv_bool(w, "deepseek2.expert_weights_norm", true, err));
-    CK(dc_ggufw_kv_u32(w, "deepseek2.rope.dimension_count", (uint32_t)c->qk_rope_head_dim, err));
+        CK(dc_ggufw_kv_bool(w, AK("expert_weights_norm"), true, err));
+    CK(dc_ggufw_kv_u32(w, AK("rope.dimension_count"), (uint32_t)c->qk_rope_head_dim, err));
     if (cJSON_IsObject(rs) && jnum(rs, "mscale_all_dim", &v))
         /* [TAG_DEEPSEEK2_YARN_LOG_MUL_FIX]: llama.cpp divides it by 0.1 again */
-        CK(dc_ggufw_kv_f32(w, "deepseek2.rope.scaling.yarn_log_multiplier", (float)(0.1 * v), err));
+        CK(dc_ggufw_kv_f32(w, AK("rope.scaling.yarn_log_multiplier"), (float)(0.1 * v), err));
     if (p->n_mtp > 0)
-        CK(dc_ggufw_kv_u32(w, "deepseek2.nextn_predict_layers", (uint32_t)p->n_mtp, err));
+        CK(dc_ggufw_kv_u32(w, AK("nextn_predict_layers"), (uint32_t)p->n_mtp, err));
+    if (c->index_n_heads) { /* DeepseekV32Model.set_gguf_parameters */
+        CK(dc_ggufw_kv_u32(w, AK("attention.indexer.head_count"), (uint32_t)c->index_n_heads, err));
+        CK(dc_ggufw_kv_u32(w, AK("attention.indexer.key_length"), (uint32_t)c->index_head_dim, err));
+        CK(dc_ggufw_kv_u32(w, AK("attention.indexer.top_k"), (uint32_t)c->index_topk, err));
+    }
     if (quant_keys)
         CK(dc_ggufw_kv_u32(w, "general.quantization_version", GGML_QUANT_VERSION, err));
+#undef AK
 done:
     return st;
 }

@@ -21,7 +21,8 @@ void dc_mk_opts_init(dc_mk_opts *o)
 
 const char *dc_mk_presets(void)
 {
-    return "v3-tiny, v3-tiny-fp8, v3-tiny-fp8-ue8m0, v2-lite-tiny, v3-layer, qwen2-tiny, llama-tiny";
+    return "v3-tiny, v3-tiny-fp8, v3-tiny-fp8-ue8m0, v32-tiny, v32-tiny-fp8, v2-lite-tiny, v3-layer, qwen2-tiny, "
+           "llama-tiny";
 }
 
 static void v3_tiny(dc_config *c)
@@ -122,6 +123,19 @@ dc_status dc_mk_config(const dc_mk_opts *o, dc_config *c, dc_err *err)
         yarn(c, 1.0);
         fp8 = strcmp(p, "v3-tiny") != 0;
         sf = !strcmp(p, "v3-tiny-fp8-ue8m0") ? DC_SCALE_UE8M0 : DC_SCALE_F32;
+    } else if (!strcmp(p, "v32-tiny") || !strcmp(p, "v32-tiny-fp8")) {
+        /* DeepSeek-V3.2 at toy size: v3-tiny + the sparse-attention indexer (8 heads of 128 as in the
+         * release (llama.cpp's deepseek32 rotates the indexer keys in blocks of 128), the first 16
+         * dims rotary) keeping the top 16 keys, so that sequences past 16 tokens are sparse; the FP8
+         * variant has the release's ue8m0 scales */
+        v3_tiny(c);
+        yarn(c, 1.0);
+        snprintf(c->architecture, sizeof c->architecture, "DeepseekV32ForCausalLM");
+        c->index_n_heads = 8;
+        c->index_head_dim = 128;
+        c->index_topk = 16;
+        fp8 = strcmp(p, "v32-tiny") != 0;
+        sf = DC_SCALE_UE8M0;
     } else if (!strcmp(p, "v2-lite-tiny")) {
         v3_tiny(c);
         yarn(c, 0.707);
@@ -252,7 +266,9 @@ static init_rule rule_for(const dc_config *c, const dc_expect *e)
     case DC_ROLE_O_BIAS: return (init_rule){0, 0.05f};
     case DC_ROLE_FINAL_NORM: case DC_ROLE_ATTN_NORM: case DC_ROLE_FFN_NORM: case DC_ROLE_Q_A_NORM:
     case DC_ROLE_KV_A_NORM: case DC_ROLE_MTP_ENORM: case DC_ROLE_MTP_HNORM: case DC_ROLE_MTP_HEAD_NORM:
+    case DC_ROLE_IDX_K_NORM:
         return (init_rule){1.0f, 0.1f};
+    case DC_ROLE_IDX_K_NORM_BIAS: return (init_rule){0, 0.1f};
     default: return (init_rule){0, inv};
     }
 }
@@ -296,7 +312,10 @@ dc_status dc_mkmodel_write(const char *dir, const dc_mk_opts *o, const dc_config
         job *j = &jobs[i];
         j->expect = i;
         j->fp8 = cfg->quant_fp8 && e->fp8;
-        j->dtype = j->fp8 ? DC_DT_F8_E4M3 : e->info.role == DC_ROLE_ROUTER_BIAS ? DC_DT_F32 : DC_DT_BF16;
+        /* F32: the router bias; the indexer's k_norm (a LayerNorm kept in float32 in V3.2's release) */
+        bool f32 = e->info.role == DC_ROLE_ROUTER_BIAS || e->info.role == DC_ROLE_IDX_K_NORM ||
+                   e->info.role == DC_ROLE_IDX_K_NORM_BIAS;
+        j->dtype = j->fp8 ? DC_DT_F8_E4M3 : f32 ? DC_DT_F32 : DC_DT_BF16;
         st = dc_stw_add(w, e->name, j->dtype, e->ndim, e->shape, &j->w_idx, err);
         if (!st && j->fp8) {
             char sn[600];

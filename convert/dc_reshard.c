@@ -189,6 +189,11 @@ static const struct {
     {"norm", "norm", -1},
     {"lm_head", "head", 0},
     {"scale", "scale", -1},
+    /* DeepSeek-V3.2's convert.py: the indexer is replicated on every rank */
+    {"wq_b", "wq_b", -1},
+    {"wk", "wk", -1},
+    {"k_norm", "k_norm", -1},
+    {"weights_proj", "weights_proj", -1},
 };
 #define N_MP_MAP (sizeof MP_MAP / sizeof MP_MAP[0])
 
@@ -335,17 +340,19 @@ static dc_status mp_unmap_name(const char *ds, char **hf, dc_err *err)
     if (strncmp(ds, "head.", 5))
         strcat(out, "model.");
     char *save = NULL;
-    bool first = true;
+    bool first = true, indexer = false; /* V3.2's indexer keeps its module names (wq_b, wk, k_norm.bias) */
     for (char *c = strtok_r(tmp, ".", &save); c; c = strtok_r(NULL, ".", &save)) {
         const char *r = c;
         bool is_last = !save || !*save;
-        for (size_t i = 0; i < sizeof INV / sizeof INV[0]; i++)
+        for (size_t i = 0; !indexer && i < sizeof INV / sizeof INV[0]; i++)
             if (!strcmp(c, INV[i][0]))
                 r = INV[i][1];
         if (is_last && !strcmp(c, "scale"))
             r = "weight_scale_inv";
-        if (is_last && !strcmp(c, "bias"))
+        if (is_last && !indexer && !strcmp(c, "bias"))
             r = "e_score_correction_bias";
+        if (!strcmp(c, "indexer"))
+            indexer = true;
         if (!first)
             strcat(out, ".");
         strcat(out, r);

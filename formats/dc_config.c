@@ -18,6 +18,11 @@ const char *dc_arch_name(dc_arch a)
     }
 }
 
+const char *dc_config_model_type(const dc_config *c)
+{
+    return c->arch == DC_ARCH_DEEPSEEK_V3 && c->index_n_heads ? "deepseek_v32" : dc_arch_name(c->arch);
+}
+
 bool dc_arch_dense(dc_arch a) { return a == DC_ARCH_QWEN2 || a == DC_ARCH_LLAMA; }
 
 typedef struct jctx {
@@ -304,7 +309,8 @@ dc_status dc_config_parse(const char *json, size_t len, const char *path, dc_con
         snprintf(cfg->architecture, sizeof cfg->architecture, "%s", cJSON_GetArrayItem(archs, 0)->valuestring);
     if (c.st)
         goto done;
-    if (!strcmp(cfg->model_type, "deepseek_v3"))
+    bool v32 = !strcmp(cfg->model_type, "deepseek_v32");
+    if (!strcmp(cfg->model_type, "deepseek_v3") || v32)
         cfg->arch = DC_ARCH_DEEPSEEK_V3;
     else if (!strcmp(cfg->model_type, "deepseek_v2"))
         cfg->arch = DC_ARCH_DEEPSEEK_V2;
@@ -314,7 +320,7 @@ dc_status dc_config_parse(const char *json, size_t len, const char *path, dc_con
         cfg->arch = DC_ARCH_LLAMA;
     else {
         c.st = dc_err_set(err, DC_ERR_UNSUPPORTED,
-                          "%s: unsupported architecture: model_type \"%s\"%s%s%s (supported: deepseek_v3, deepseek_v2, qwen2, llama)",
+                          "%s: unsupported architecture: model_type \"%s\"%s%s%s (supported: deepseek_v3, deepseek_v32, deepseek_v2, qwen2, llama)",
                           path, cfg->model_type[0] ? cfg->model_type : "(missing)",
                           cfg->architecture[0] ? ", architectures [\"" : "", cfg->architecture,
                           cfg->architecture[0] ? "\"]" : "");
@@ -357,6 +363,11 @@ dc_status dc_config_parse(const char *json, size_t len, const char *path, dc_con
     cfg->bos_token_id = jint(&c, root, "bos_token_id", false, -1, -1, BIG);
     cfg->eos_token_id = jint(&c, root, "eos_token_id", false, -1, -1, BIG);
     cfg->tie_word_embeddings = jbool(&c, root, "tie_word_embeddings", false);
+    if (v32) {
+        cfg->index_n_heads = (int)jint(&c, root, "index_n_heads", true, 0, 1, 1 << 16);
+        cfg->index_head_dim = (int)jint(&c, root, "index_head_dim", true, 0, 2, 1 << 16);
+        cfg->index_topk = (int)jint(&c, root, "index_topk", true, 0, 1, 1 << 30);
+    }
     if (c.st)
         goto done;
 
@@ -428,6 +439,12 @@ dc_status dc_config_parse(const char *json, size_t len, const char *path, dc_con
     else if (cfg->n_kv_heads != cfg->n_heads)
         c.st = dc_err_set(err, DC_ERR_CONFIG, "%s: num_key_value_heads %d differs from num_attention_heads %d (MLA has none)",
                           path, cfg->n_kv_heads, cfg->n_heads);
+    else if (v32 && (cfg->index_head_dim < cfg->qk_rope_head_dim || cfg->index_head_dim % 2))
+        c.st = dc_err_set(err, DC_ERR_CONFIG, "%s: index_head_dim %d must be even and at least qk_rope_head_dim %d "
+                          "(the indexer's heads start with the rotary part)", path, cfg->index_head_dim, cfg->qk_rope_head_dim);
+    else if (v32 && !cfg->q_lora_rank)
+        c.st = dc_err_set(err, DC_ERR_CONFIG, "%s: deepseek_v32 needs q_lora_rank (the indexer's queries come from the "
+                          "query latent)", path);
 done:
     cJSON_Delete(root);
     return c.st;
@@ -471,6 +488,9 @@ static int64_t attn_params(const dc_config *c)
     p += (int64_t)(c->kv_lora_rank + c->qk_rope_head_dim) * H + c->kv_lora_rank;
     p += nh * (c->qk_nope_head_dim + c->v_head_dim) * (int64_t)c->kv_lora_rank;
     p += H * nh * c->v_head_dim;
+    if (c->index_n_heads) /* V3.2 indexer: wq_b, wk, k_norm (weight, bias), weights_proj */
+        p += (int64_t)c->index_n_heads * c->index_head_dim * c->q_lora_rank + (int64_t)c->index_head_dim * H +
+             2 * c->index_head_dim + (int64_t)c->index_n_heads * H;
     return p;
 }
 
@@ -627,17 +647,20 @@ char *dc_config_to_json(const dc_config *c)
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return NULL;
-    bool v3 = c->arch == DC_ARCH_DEEPSEEK_V3;
+    bool v3 = c->arch == DC_ARCH_DEEPSEEK_V3, v32 = v3 && c->index_n_heads;
     cJSON *a = cJSON_AddArrayToObject(o, "architectures");
     cJSON_AddItemToArray(a, cJSON_CreateString(c->architecture[0] ? c->architecture
-                                               : v3 ? "DeepseekV3ForCausalLM" : "DeepseekV2ForCausalLM"));
+                                               : v32 ? "DeepseekV32ForCausalLM"
+                                               : v3  ? "DeepseekV3ForCausalLM" : "DeepseekV2ForCausalLM"));
     cJSON_AddFalseToObject(o, "attention_bias");
     cJSON_AddNumberToObject(o, "attention_dropout", 0.0);
-    cJSON *am = cJSON_AddObjectToObject(o, "auto_map");
-    cJSON_AddStringToObject(am, "AutoConfig", v3 ? "configuration_deepseek.DeepseekV3Config" : "configuration_deepseek.DeepseekV2Config");
-    cJSON_AddStringToObject(am, "AutoModel", v3 ? "modeling_deepseek.DeepseekV3Model" : "modeling_deepseek.DeepseekV2Model");
-    cJSON_AddStringToObject(am, "AutoModelForCausalLM",
-                            v3 ? "modeling_deepseek.DeepseekV3ForCausalLM" : "modeling_deepseek.DeepseekV2ForCausalLM");
+    if (!v32) { /* V3.2 ships no modeling code */
+        cJSON *am = cJSON_AddObjectToObject(o, "auto_map");
+        cJSON_AddStringToObject(am, "AutoConfig", v3 ? "configuration_deepseek.DeepseekV3Config" : "configuration_deepseek.DeepseekV2Config");
+        cJSON_AddStringToObject(am, "AutoModel", v3 ? "modeling_deepseek.DeepseekV3Model" : "modeling_deepseek.DeepseekV2Model");
+        cJSON_AddStringToObject(am, "AutoModelForCausalLM",
+                                v3 ? "modeling_deepseek.DeepseekV3ForCausalLM" : "modeling_deepseek.DeepseekV2ForCausalLM");
+    }
     if (!v3)
         cJSON_AddNumberToObject(o, "aux_loss_alpha", 0.001);
     cJSON_AddNumberToObject(o, "bos_token_id", (double)c->bos_token_id);
@@ -646,11 +669,16 @@ char *dc_config_to_json(const dc_config *c)
     cJSON_AddNumberToObject(o, "first_k_dense_replace", c->first_k_dense_replace);
     cJSON_AddStringToObject(o, "hidden_act", "silu");
     cJSON_AddNumberToObject(o, "hidden_size", (double)c->hidden_size);
+    if (v32) {
+        cJSON_AddNumberToObject(o, "index_head_dim", c->index_head_dim);
+        cJSON_AddNumberToObject(o, "index_n_heads", c->index_n_heads);
+        cJSON_AddNumberToObject(o, "index_topk", c->index_topk);
+    }
     cJSON_AddNumberToObject(o, "initializer_range", 0.02);
     cJSON_AddNumberToObject(o, "intermediate_size", (double)c->intermediate_size);
     cJSON_AddNumberToObject(o, "kv_lora_rank", c->kv_lora_rank);
     cJSON_AddNumberToObject(o, "max_position_embeddings", (double)c->max_position_embeddings);
-    cJSON_AddStringToObject(o, "model_type", dc_arch_name(c->arch));
+    cJSON_AddStringToObject(o, "model_type", dc_config_model_type(c));
     cJSON_AddNumberToObject(o, "moe_intermediate_size", (double)c->moe_intermediate_size);
     cJSON_AddNumberToObject(o, "moe_layer_freq", c->moe_layer_freq);
     cJSON_AddNumberToObject(o, "n_group", c->n_group);

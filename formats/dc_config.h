@@ -7,7 +7,7 @@
 
 typedef enum dc_arch {
     DC_ARCH_UNKNOWN = 0,
-    DC_ARCH_DEEPSEEK_V3, /* model_type deepseek_v3: V3, R1, V3.1 */
+    DC_ARCH_DEEPSEEK_V3, /* model_type deepseek_v3: V3, R1, V3.1; deepseek_v32 (V3.2): + index_n_heads */
     DC_ARCH_DEEPSEEK_V2, /* model_type deepseek_v2: V2, V2-Lite, V2.5 */
     DC_ARCH_QWEN2,       /* model_type qwen2: DeepSeek-R1-Distill-Qwen-1.5B/7B/14B/32B */
     DC_ARCH_LLAMA,       /* model_type llama: DeepSeek-R1-Distill-Llama-8B/70B, DeepSeek LLM 7B/67B */
@@ -51,6 +51,10 @@ typedef struct dc_config {
     bool norm_topk_prob;
     bool has_router_bias; /* e_score_correction_bias present (topk_method noaux_tc) */
 
+    /* DeepSeek-V3.2 (model_type deepseek_v32, arch DC_ARCH_DEEPSEEK_V3): the sparse-attention
+     * indexer of every layer (MTP included). 0 = no indexer (V3). */
+    int index_n_heads, index_head_dim, index_topk;
+
     /* dense GQA decoders (qwen2, llama). For these archs the DeepSeek fields above are filled so that
      * generic code stays valid: every layer dense (first_k_dense_replace = n_layers), no experts,
      * n_group = topk_group = 1, qk_rope_head_dim = v_head_dim = head_dim, qk_nope_head_dim = 0. */
@@ -89,6 +93,8 @@ dc_status dc_config_parse(const char *json, size_t len, const char *path, dc_con
 /* Loads dir/config.json. */
 dc_status dc_config_load(const char *dir, dc_config *cfg, dc_err *err);
 const char *dc_arch_name(dc_arch a);
+/* config.json's model_type for a config: dc_arch_name, or deepseek_v32 for V3 with an indexer. */
+const char *dc_config_model_type(const dc_config *c);
 /* Layer i (< n_layers + n_mtp_layers) has a routed-expert MLP. */
 bool dc_config_layer_is_moe(const dc_config *c, int layer);
 /* Total parameters and parameters activated per token (main model, MTP layers excluded). */

@@ -1074,6 +1074,12 @@ static const name_pair LAYER_NAMES[] = {
     {"nextn.embed_tokens.weight", "embed_tokens.weight"},
     {"nextn.shared_head_head.weight", "shared_head.head.weight"},
     {"nextn.shared_head_norm.weight", "shared_head.norm.weight"},
+    /* deepseek32: DeepSeek-V3.2's indexer */
+    {"indexer.attn_q_b.weight", "self_attn.indexer.wq_b.weight"},
+    {"indexer.attn_k.weight", "self_attn.indexer.wk.weight"},
+    {"indexer.k_norm.weight", "self_attn.indexer.k_norm.weight"},
+    {"indexer.k_norm.bias", "self_attn.indexer.k_norm.bias"},
+    {"indexer.proj.weight", "self_attn.indexer.weights_proj.weight"},
 };
 
 /* "PREFIX<digits>." -> layer and the rest. */
@@ -1364,13 +1370,15 @@ static uint32_t gguf_vocab(const dc_gguf_file *f, const dc_gguf_model *m, const 
     return emb && emb->ndim == 2 && emb->shape[0] <= UINT32_MAX ? (uint32_t)emb->shape[0] : 0;
 }
 
-/* Synthesizes config.json text from the deepseek2.* keys and parses it with dc_config_parse,
- * which applies the same checks as to a real config.json. */
-static dc_status synth_config(dc_ckpt *ck, const dc_gguf_file *f, const char *fname, dc_err *err)
+/* Synthesizes config.json text from the deepseek2.* (deepseek32.*: DeepSeek-V3.2, + the indexer's
+ * keys) keys and parses it with dc_config_parse, which applies the same checks as to a real
+ * config.json. */
+static dc_status synth_config(dc_ckpt *ck, const dc_gguf_file *f, const char *fname, bool ds32, dc_err *err)
 {
     dc_gguf_model *m = ck->gguf;
+    const char *an = ds32 ? "deepseek32" : "deepseek2";
     char key[128];
-#define K(s) (snprintf(key, sizeof key, "deepseek2.%s", s), key)
+#define K(s) (snprintf(key, sizeof key, "%s.%s", an, s), key)
     uint32_t n_all, hidden, heads, kv_lora, rope_dim, nextn = 0, ffn = 0, qlora = 0, dn = 0, dv = 0, kl, vl;
     const char *missing = NULL;
     if (!dc_gguf_get_u32(f, K("block_count"), &n_all))
@@ -1384,26 +1392,26 @@ static dc_status synth_config(dc_ckpt *ck, const dc_gguf_file *f, const char *fn
     else if (!dc_gguf_get_u32(f, K("rope.dimension_count"), &rope_dim))
         missing = "rope.dimension_count";
     if (missing)
-        return dc_err_set(err, DC_ERR_CONFIG, "%s: deepseek2 model without the key deepseek2.%s", fname, missing);
+        return dc_err_set(err, DC_ERR_CONFIG, "%s: %s model without the key %s.%s", fname, an, an, missing);
     dc_gguf_get_u32(f, K("nextn_predict_layers"), &nextn);
     get_u32_or_arr(f, K("feed_forward_length"), &ffn);
     dc_gguf_get_u32(f, K("attention.q_lora_rank"), &qlora);
     bool mla = dc_gguf_get_u32(f, K("attention.key_length_mla"), &kl) &&
                dc_gguf_get_u32(f, K("attention.value_length_mla"), &vl);
     if (!mla && !(dc_gguf_get_u32(f, K("attention.key_length"), &kl) && dc_gguf_get_u32(f, K("attention.value_length"), &vl)))
-        return dc_err_set(err, DC_ERR_CONFIG, "%s: deepseek2 model without deepseek2.attention.key_length_mla / value_length_mla",
-                          fname);
+        return dc_err_set(err, DC_ERR_CONFIG, "%s: %s model without %s.attention.key_length_mla / value_length_mla",
+                          fname, an, an);
     if (kl <= rope_dim)
-        return dc_err_set(err, DC_ERR_CONFIG, "%s: deepseek2.attention.key_length%s %" PRIu32 " is not above rope.dimension_count %" PRIu32,
-                          fname, mla ? "_mla" : "", kl, rope_dim);
+        return dc_err_set(err, DC_ERR_CONFIG, "%s: %s.attention.key_length%s %" PRIu32 " is not above rope.dimension_count %" PRIu32,
+                          fname, an, mla ? "_mla" : "", kl, rope_dim);
     dn = kl - rope_dim;
     dv = vl;
     if (nextn >= n_all)
-        return dc_err_set(err, DC_ERR_CONFIG, "%s: deepseek2.nextn_predict_layers %" PRIu32 " leaves no layers of block_count %" PRIu32,
-                          fname, nextn, n_all);
+        return dc_err_set(err, DC_ERR_CONFIG, "%s: %s.nextn_predict_layers %" PRIu32 " leaves no layers of block_count %" PRIu32,
+                          fname, an, nextn, n_all);
     /* every layer has tensors: bounds the layer count by the file */
     if (n_all > m->n_ft)
-        return dc_err_set(err, DC_ERR_CONFIG, "%s: deepseek2.block_count %" PRIu32 " exceeds the %zu tensors of the file", fname,
+        return dc_err_set(err, DC_ERR_CONFIG, "%s: %s.block_count %" PRIu32 " exceeds the %zu tensors of the file", fname, an,
                           n_all, m->n_ft);
     uint32_t n_exp = 0, used = 0, shared = 0, groups = 1, gused = 1, lead = 0, exp_ff = 0, gating = 0, vocab = 0,
              ctx = 4096, orig = 0, bos = 0, eos = 0;
@@ -1433,6 +1441,12 @@ static dc_status synth_config(dc_ckpt *ck, const dc_gguf_file *f, const char *fn
         dc_gguf_get_f32(f, K("rope.scaling.yarn_beta_fast"), &bfast);
         dc_gguf_get_f32(f, K("rope.scaling.yarn_beta_slow"), &bslow);
     }
+    uint32_t ih = 0, ihd = 0, itk = 0;
+    if (ds32 && !(dc_gguf_get_u32(f, K("attention.indexer.head_count"), &ih) &&
+                  dc_gguf_get_u32(f, K("attention.indexer.key_length"), &ihd) &&
+                  dc_gguf_get_u32(f, K("attention.indexer.top_k"), &itk)))
+        return dc_err_set(err, DC_ERR_CONFIG, "%s: deepseek32 model without the keys deepseek32.attention.indexer."
+                          "head_count / key_length / top_k", fname);
 #undef K
     have_bos = dc_gguf_get_u32(f, "tokenizer.ggml.bos_token_id", &bos);
     have_eos = dc_gguf_get_u32(f, "tokenizer.ggml.eos_token_id", &eos);
@@ -1442,8 +1456,8 @@ static dc_status synth_config(dc_ckpt *ck, const dc_gguf_file *f, const char *fn
         for (size_t i = 0; i < m->n_ft; i++)
             total += m->ft[i].nbytes;
         if (need > total)
-            return dc_err_set(err, DC_ERR_CONFIG, "%s: deepseek2.expert_count %" PRIu32 " x %" PRIu32 " MoE layers exceeds the %llu bytes of tensor data",
-                              fname, n_exp, n_all - lead, (unsigned long long)total);
+            return dc_err_set(err, DC_ERR_CONFIG, "%s: %s.expert_count %" PRIu32 " x %" PRIu32 " MoE layers exceeds the %llu bytes of tensor data",
+                              fname, an, n_exp, n_all - lead, (unsigned long long)total);
     }
     bool bias = false;
     for (size_t i = 0; i < m->n_ft && !bias; i++)
@@ -1457,14 +1471,19 @@ static dc_status synth_config(dc_ckpt *ck, const dc_gguf_file *f, const char *fn
     if (dc_gguf_get_u32(f, "general.file_type", &ftype))
         torch = ftype == 0 ? "float32" : ftype == 1 ? "float16" : ftype == 32 ? "bfloat16" : "bfloat16";
     if (gating != 0 && gating != 1 && gating != 2)
-        return dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: deepseek2.expert_gating_func %" PRIu32 " (deepcast knows 1 = softmax, 2 = sigmoid)",
-                          fname, gating);
+        return dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: %s.expert_gating_func %" PRIu32 " (deepcast knows 1 = softmax, 2 = sigmoid)",
+                          fname, an, gating);
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return dc_err_set(err, DC_ERR_NOMEM, "out of memory");
     cJSON_AddItemToObject(o, "architectures", cJSON_CreateStringArray(
-        (const char *[]){sigmoid ? "DeepseekV3ForCausalLM" : "DeepseekV2ForCausalLM"}, 1));
-    cJSON_AddStringToObject(o, "model_type", sigmoid ? "deepseek_v3" : "deepseek_v2");
+        (const char *[]){ds32 ? "DeepseekV32ForCausalLM" : sigmoid ? "DeepseekV3ForCausalLM" : "DeepseekV2ForCausalLM"}, 1));
+    cJSON_AddStringToObject(o, "model_type", ds32 ? "deepseek_v32" : sigmoid ? "deepseek_v3" : "deepseek_v2");
+    if (ds32) {
+        cJSON_AddNumberToObject(o, "index_n_heads", ih);
+        cJSON_AddNumberToObject(o, "index_head_dim", ihd);
+        cJSON_AddNumberToObject(o, "index_topk", itk);
+    }
     cJSON_AddStringToObject(o, "torch_dtype", torch);
     cJSON_AddNumberToObject(o, "vocab_size", vocab);
     cJSON_AddNumberToObject(o, "hidden_size", hidden);
@@ -1521,7 +1540,7 @@ static dc_status synth_config(dc_ckpt *ck, const dc_gguf_file *f, const char *fn
     if (!json)
         return dc_err_set(err, DC_ERR_NOMEM, "out of memory");
     char what[600];
-    snprintf(what, sizeof what, "%s (config from its deepseek2.* keys)", fname);
+    snprintf(what, sizeof what, "%s (config from its %s.* keys)", fname, an);
     dc_status st = dc_config_parse(json, strlen(json), what, &ck->cfg, err);
     free(json);
     if (st == DC_OK)
@@ -1964,10 +1983,11 @@ static dc_status gguf_ckpt_finish(dc_ckpt *ck, dc_err *err)
     uint64_t al = 0;
     const dc_gguf_file *f0 = &m->files[0];
     bool have_arch = dc_gguf_get_str(f0, "general.architecture", &arch, &al);
-    bool deepseek = have_arch && al == 9 && !memcmp(arch, "deepseek2", 9);
+    bool ds32 = have_arch && al == 10 && !memcmp(arch, "deepseek32", 10);
+    bool deepseek = ds32 || (have_arch && al == 9 && !memcmp(arch, "deepseek2", 9));
     bool qwen2 = have_arch && al == 5 && !memcmp(arch, "qwen2", 5), llama = have_arch && al == 5 && !memcmp(arch, "llama", 5);
     const char *fname = f0->path ? f0->path : ck->path;
-    if (deepseek && (st = synth_config(ck, f0, fname, err)))
+    if (deepseek && (st = synth_config(ck, f0, fname, ds32, err)))
         return st;
     if ((qwen2 || llama) && (st = synth_config_dense(ck, f0, fname, llama, err)))
         return st;

@@ -12,12 +12,13 @@ static const char *ROLE_NAMES[DC_ROLE_COUNT] = {
     "mtp_embed", "mtp_enorm", "mtp_hnorm", "mtp_eh_proj", "mtp_head_norm", "mtp_head",
     "k_proj", "v_proj", "q_bias", "k_bias", "v_bias", "o_bias",
     "experts_gate_up", "experts_down",
+    "indexer_wq_b", "indexer_wk", "indexer_k_norm", "indexer_k_norm_bias", "indexer_weights_proj",
 };
 
 const char *dc_role_name(dc_role r) { return (unsigned)r < DC_ROLE_COUNT ? ROLE_NAMES[r] : "unknown"; }
 
 /* Layer-level suffixes (after "model.layers.N."), with the architectures that have them. */
-enum { DS = 1, DENSE = 2 };
+enum { DS = 1, DENSE = 2, DSA = 4 /* deepseek_v32's indexer */ };
 static const struct { const char *suffix; dc_role role; int archs; } LAYER_SUFFIX[] = {
     {"input_layernorm.weight", DC_ROLE_ATTN_NORM, DS | DENSE},
     {"post_attention_layernorm.weight", DC_ROLE_FFN_NORM, DS | DENSE},
@@ -49,6 +50,11 @@ static const struct { const char *suffix; dc_role role; int archs; } LAYER_SUFFI
     {"self_attn.k_proj.bias", DC_ROLE_K_BIAS, DENSE},
     {"self_attn.v_proj.bias", DC_ROLE_V_BIAS, DENSE},
     {"self_attn.o_proj.bias", DC_ROLE_O_BIAS, DENSE},
+    {"self_attn.indexer.wq_b.weight", DC_ROLE_IDX_WQ_B, DSA},
+    {"self_attn.indexer.wk.weight", DC_ROLE_IDX_WK, DSA},
+    {"self_attn.indexer.k_norm.weight", DC_ROLE_IDX_K_NORM, DSA},
+    {"self_attn.indexer.k_norm.bias", DC_ROLE_IDX_K_NORM_BIAS, DSA},
+    {"self_attn.indexer.weights_proj.weight", DC_ROLE_IDX_WEIGHTS_PROJ, DSA},
 };
 #define N_LAYER_SUFFIX (sizeof LAYER_SUFFIX / sizeof LAYER_SUFFIX[0])
 
@@ -61,6 +67,7 @@ bool dc_role_is_fp8(dc_role r)
     case DC_ROLE_SHEXP_GATE: case DC_ROLE_SHEXP_UP: case DC_ROLE_SHEXP_DOWN:
     case DC_ROLE_K_PROJ: case DC_ROLE_V_PROJ:
     case DC_ROLE_EXPS_GATE_UP: case DC_ROLE_EXPS_DOWN:
+    case DC_ROLE_IDX_WQ_B: case DC_ROLE_IDX_WK:
         return true;
     default:
         return false;
@@ -104,7 +111,7 @@ bool dc_name_parse(const dc_config *c, const char *name, dc_name_info *info)
     }
     const char *n = buf;
     bool dense = dc_arch_dense(c->arch);
-    int mask = dense ? DENSE : DS;
+    int mask = dense ? DENSE : c->index_n_heads ? DS | DSA : DS;
     if (!strcmp(n, "model.embed_tokens.weight")) info->role = DC_ROLE_EMBED;
     else if (!strcmp(n, "lm_head.weight")) info->role = DC_ROLE_LM_HEAD;
     else if (!strcmp(n, "model.norm.weight")) info->role = DC_ROLE_FINAL_NORM;
@@ -281,6 +288,14 @@ static void push_layer(elist *l, const dc_config *c, int i)
     push(l, DC_ROLE_KV_A_NORM, i, -1, 1, c->kv_lora_rank, 0);
     push(l, DC_ROLE_KV_B_PROJ, i, -1, 2, nh * (c->qk_nope_head_dim + c->v_head_dim), c->kv_lora_rank);
     push(l, DC_ROLE_O_PROJ, i, -1, 2, H, nh * c->v_head_dim);
+    if (c->index_n_heads) {
+        int64_t di = c->index_head_dim;
+        push(l, DC_ROLE_IDX_WQ_B, i, -1, 2, (int64_t)c->index_n_heads * di, c->q_lora_rank);
+        push(l, DC_ROLE_IDX_WK, i, -1, 2, di, H);
+        push(l, DC_ROLE_IDX_K_NORM, i, -1, 1, di, 0);
+        push(l, DC_ROLE_IDX_K_NORM_BIAS, i, -1, 1, di, 0);
+        push(l, DC_ROLE_IDX_WEIGHTS_PROJ, i, -1, 2, c->index_n_heads, H);
+    }
     push(l, DC_ROLE_FFN_NORM, i, -1, 1, H, 0);
     if (!dc_config_layer_is_moe(c, i)) {
         push(l, DC_ROLE_MLP_GATE, i, -1, 2, c->intermediate_size, H);

@@ -23,6 +23,9 @@ typedef enum dc_role {
     DC_ROLE_Q_BIAS, DC_ROLE_K_BIAS, DC_ROLE_V_BIAS, DC_ROLE_O_BIAS,
     /* all routed experts of a layer fused (deepcast reshard --merge-experts): [E, 2I, H], [E, H, I] */
     DC_ROLE_EXPS_GATE_UP, DC_ROLE_EXPS_DOWN,
+    /* DeepSeek-V3.2's sparse-attention indexer (self_attn.indexer.*): wq_b [Hi*Di, q_lora] and wk
+     * [Di, H] (FP8 in the release), k_norm weight / bias [Di] (a LayerNorm), weights_proj [Hi, H] (BF16) */
+    DC_ROLE_IDX_WQ_B, DC_ROLE_IDX_WK, DC_ROLE_IDX_K_NORM, DC_ROLE_IDX_K_NORM_BIAS, DC_ROLE_IDX_WEIGHTS_PROJ,
     DC_ROLE_COUNT
 } dc_role;
 

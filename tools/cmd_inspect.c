@@ -78,7 +78,7 @@ int cmd_inspect(int argc, char **argv)
     if (json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "path", path);
-        cJSON_AddStringToObject(o, "arch", ck->has_config ? dc_arch_name(c->arch) : "unknown");
+        cJSON_AddStringToObject(o, "arch", ck->has_config ? dc_config_model_type(c) : "unknown");
         if (ck->has_config) {
             cJSON_AddStringToObject(o, "architecture", c->architecture);
             cJSON_AddNumberToObject(o, "n_layers", c->n_layers);
@@ -92,6 +92,11 @@ int cmd_inspect(int argc, char **argv)
             cJSON_AddNumberToObject(o, "n_kv_heads", c->n_kv_heads);
             if (dc_arch_dense(c->arch))
                 cJSON_AddNumberToObject(o, "head_dim", c->head_dim);
+            if (c->index_n_heads) {
+                cJSON_AddNumberToObject(o, "index_n_heads", c->index_n_heads);
+                cJSON_AddNumberToObject(o, "index_head_dim", c->index_head_dim);
+                cJSON_AddNumberToObject(o, "index_topk", c->index_topk);
+            }
             cJSON_AddNumberToObject(o, "hidden_size", (double)c->hidden_size);
             cJSON_AddNumberToObject(o, "vocab_size", (double)c->vocab_size);
             cJSON_AddNumberToObject(o, "n_params_active", (double)cfg_active);
@@ -156,7 +161,7 @@ int cmd_inspect(int argc, char **argv)
         char b1[32], b2[32];
         printf("checkpoint     %s\n", path);
         if (ck->has_config) {
-            printf("architecture   %s (%s)\n", dc_arch_name(c->arch), c->architecture);
+            printf("architecture   %s (%s)\n", dc_config_model_type(c), c->architecture);
             if (dc_arch_dense(c->arch)) {
                 printf("layers         %d (dense decoder, SwiGLU MLP %lld)\n", c->n_layers,
                        (long long)c->intermediate_size);
@@ -176,6 +181,9 @@ int cmd_inspect(int argc, char **argv)
                        c->n_experts_shared);
                 printf("attention      MLA, %d heads, q_lora %d, kv_lora %d, nope/rope/v %d/%d/%d\n", c->n_heads,
                        c->q_lora_rank, c->kv_lora_rank, c->qk_nope_head_dim, c->qk_rope_head_dim, c->v_head_dim);
+                if (c->index_n_heads)
+                    printf("sparse attn    indexer: %d heads of %d, top %d keys per query\n", c->index_n_heads,
+                           c->index_head_dim, c->index_topk);
             }
             printf("vocab/hidden   %lld / %lld\n", (long long)c->vocab_size, (long long)c->hidden_size);
             printf("parameters     %.3fB in tensors (%.3fB in MTP layers); config: %.3fB main, %.3fB activated per token\n",

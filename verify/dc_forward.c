@@ -129,6 +129,11 @@ typedef struct layer {
     mat wkv_b;         /* kv_b_proj                  [H*(dn+dv), c] */
     mat wo;            /* o_proj                     [D, H*dv]  (dense archs: [D, H*hd]) */
     mat wk, wv;        /* dense archs: k_proj, v_proj [KVH*hd, D] */
+    /* DeepSeek-V3.2's indexer (self_attn.indexer.*) */
+    mat iwq_b;         /* wq_b                       [iH*iD, qr] */
+    mat iwk;           /* wk                         [iD, D] */
+    mat iwp;           /* weights_proj               [iH, D] */
+    float *ik_norm, *ik_norm_b; /* k_norm weight, bias [iD] */
     float *bq, *bk, *bv, *bo; /* dense archs: q/k/v/o_proj biases, or NULL */
     bool moe;
     bool has_mlp;      /* dense MLP, or shared experts present */
@@ -148,6 +153,7 @@ struct dc_model {
     int n_layers;
     bool dense;         /* qwen2 / llama: GQA decoder (dn = 0, dr = dv = dq = hd) */
     int64_t KVH, hd;    /* dense archs: key/value heads, head dim */
+    int64_t iH, iD, itopk; /* V3.2 indexer: heads, head dim, keys kept per query (0: no indexer) */
     float eps;          /* RMSNorm epsilon: 1e-6 for DeepSeek (model.py), rms_norm_eps otherwise */
     mat embed;          /* model.embed_tokens.weight  [V, D] (rows looked up, never cached) */
     int n_mtp;          /* 1 when the MTP layer is loaded (opts.mtp): layers[n_layers] is its block */
@@ -216,6 +222,7 @@ void dc_model_free(dc_model *m)
         layer *l = &m->layers[i];
         free(l->attn_norm); free(l->ffn_norm); free(l->q_a_norm); free(l->kv_a_norm); free(l->router_bias);
         free(l->bq); free(l->bk); free(l->bv); free(l->bo); mat_free(&l->wk); mat_free(&l->wv);
+        free(l->ik_norm); free(l->ik_norm_b); mat_free(&l->iwq_b); mat_free(&l->iwk); mat_free(&l->iwp);
         mat_free(&l->wq); mat_free(&l->wq_a); mat_free(&l->wq_b); mat_free(&l->wkv_a); mat_free(&l->wkv_b);
         mat_free(&l->wo); mat_free(&l->w1); mat_free(&l->w2); mat_free(&l->w3); mat_free(&l->router);
         for (int64_t e = 0; l->ew1 && e < m->E; e++) {
@@ -398,6 +405,11 @@ static mat *slot_for(dc_model *m, const dc_name_info *ni, float ***vec)
     case DC_ROLE_MLP_UP: case DC_ROLE_SHEXP_UP: return &l->w3;
     case DC_ROLE_MLP_DOWN: case DC_ROLE_SHEXP_DOWN: return &l->w2;
     case DC_ROLE_ROUTER: return &l->router;
+    case DC_ROLE_IDX_WQ_B: return &l->iwq_b;
+    case DC_ROLE_IDX_WK: return &l->iwk;
+    case DC_ROLE_IDX_WEIGHTS_PROJ: return &l->iwp;
+    case DC_ROLE_IDX_K_NORM: *vec = &l->ik_norm; return NULL;
+    case DC_ROLE_IDX_K_NORM_BIAS: *vec = &l->ik_norm_b; return NULL;
     case DC_ROLE_EXP_GATE: return &l->ew1[ni->expert];
     case DC_ROLE_EXP_UP: return &l->ew3[ni->expert];
     case DC_ROLE_EXP_DOWN: return &l->ew2[ni->expert];
@@ -437,6 +449,9 @@ dc_status dc_model_load(const dc_ckpt *ck, const dc_fwd_opts *opts, dc_model **o
     m->mi = c->moe_intermediate_size;
     m->I = c->intermediate_size;
     m->n_layers = c->n_layers;
+    m->iH = c->index_n_heads;
+    m->iD = c->index_head_dim;
+    m->itopk = c->index_topk;
     m->ffn_max = m->mi;
     m->eps = 1e-6f; /* model.py ignores rms_norm_eps */
     if (dc_arch_dense(c->arch)) {
@@ -832,6 +847,112 @@ static dc_status ws_alloc(const dc_model *m, int64_t n, ws *w, dc_err *err)
     return DC_OK;
 }
 
+/* ---- DeepSeek-V3.2's sparse-attention indexer (docs/v32.md) ----------------------------------- */
+
+/* NeoX RoPE ("rotate_half") of the first 2*half dims: x[i] and x[i + half] rotated by angle[i]. */
+static inline void rope_neox(float *x, const float *cs, const float *sn, int64_t half);
+
+typedef struct iscore {
+    float v;
+    int32_t t;
+} iscore;
+
+/* Descending score, then ascending position: the selection does not depend on the sort. */
+static int iscore_cmp(const void *a, const void *b)
+{
+    const iscore *x = a, *y = b;
+    if (x->v != y->v)
+        return x->v > y->v ? -1 : 1;
+    return (x->t > y->t) - (x->t < y->t);
+}
+
+/* Which keys each query attends to: sel is a bitmap [n][ceil(n/8)], bit t of row s set when key t
+ * is among the itopk best-scoring of keys 0..s. The score of key t for query s is
+ *   sum_h relu(q_h(s) . k(t)) * w_h(s) / sqrt(iH * iD)
+ * with q = wq_b(q latent) [iH][iD], k = LayerNorm(wk(x)) [iD] (weight, bias, eps 1e-6), both with
+ * the MLA's rotary frequencies applied NeoX-style to their first dr dims, and w = weights_proj(x).
+ * (DeepSeek's inference code also applies an orthonormal Hadamard transform to q and k, which
+ * leaves the dot products unchanged, and rounds q and k to FP8 for its kernel; this is the
+ * float32 computation, as llama.cpp's.) Queries s < itopk keep every key and are not scored. */
+static dc_status indexer_select(dc_model *m, layer *l, ws *w, int64_t n, uint8_t *sel, dc_err *err)
+{
+    const int64_t iH = m->iH, iD = m->iD, half = m->dr / 2, nb = (n + 7) / 8, topk = m->itopk;
+    dc_status st;
+    bool ok = true;
+    float *iq = falloc(n, iH * iD, &ok), *ik = falloc(n, iD, &ok), *iw = falloc(n, iH, &ok);
+    if (!ok) {
+        st = dc_err_set(err, DC_ERR_NOMEM, "out of memory: indexer buffers for %lld tokens", (long long)n);
+        goto done;
+    }
+    if ((st = matmul(m, &l->iwq_b, w->qa, n, iq, err)) || (st = matmul(m, &l->iwk, w->xn, n, ik, err)) ||
+        (st = matmul(m, &l->iwp, w->xn, n, iw, err)))
+        goto done;
+    const float wscale = (float)(1.0 / sqrt((double)(iH * iD)));
+#pragma omp parallel for schedule(static) if (n * iH * iD >= PAR_MIN)
+    for (int64_t t = 0; t < n; t++) {
+        float *k = ik + t * iD;
+        double mean = 0, var = 0;
+        for (int64_t i = 0; i < iD; i++)
+            mean += k[i];
+        mean /= (double)iD;
+        for (int64_t i = 0; i < iD; i++)
+            var += ((double)k[i] - mean) * ((double)k[i] - mean);
+        float mu = (float)mean, r = 1.0f / sqrtf((float)(var / (double)iD) + 1e-6f);
+        for (int64_t i = 0; i < iD; i++)
+            k[i] = (k[i] - mu) * r * l->ik_norm[i] + l->ik_norm_b[i];
+        rope_neox(k, w->cs + t * half, w->sn + t * half, half);
+        for (int64_t h = 0; h < iH; h++)
+            rope_neox(iq + (t * iH + h) * iD, w->cs + t * half, w->sn + t * half, half);
+        for (int64_t h = 0; h < iH; h++)
+            iw[t * iH + h] *= wscale;
+    }
+    memset(sel, 0, (size_t)(n * nb));
+    par_err pe = {0};
+#pragma omp parallel if (n * n * iH * iD / 2 >= PAR_MIN)
+    {
+        iscore *sc = malloc((size_t)n * sizeof *sc);
+        if (!sc) {
+            dc_err e;
+            dc_err_set(&e, DC_ERR_NOMEM, "out of memory (indexer scores)");
+            par_fail(&pe, DC_ERR_NOMEM, &e);
+        }
+#pragma omp for schedule(dynamic, 4)
+        for (int64_t s = 0; s < n; s++) {
+            if (!sc)
+                continue;
+            uint8_t *row = sel + s * nb;
+            if (s < topk) { /* every key 0..s */
+                for (int64_t t = 0; t <= s; t++)
+                    row[t >> 3] |= (uint8_t)(1u << (t & 7));
+                continue;
+            }
+            const float *qs = iq + s * iH * iD, *ws_ = iw + s * iH;
+            for (int64_t t = 0; t <= s; t++) {
+                const float *kt = ik + t * iD;
+                float v = 0.0f;
+                for (int64_t h = 0; h < iH; h++) {
+                    float d = dot1(qs + h * iD, kt, iD);
+                    v += (d > 0.0f ? d : 0.0f) * ws_[h];
+                }
+                sc[t] = (iscore){v, (int32_t)t};
+            }
+            qsort(sc, (size_t)(s + 1), sizeof *sc, iscore_cmp);
+            for (int64_t j = 0; j < topk; j++)
+                row[sc[j].t >> 3] |= (uint8_t)(1u << (sc[j].t & 7));
+        }
+        free(sc);
+    }
+    if (pe.st) {
+        *err = pe.err;
+        st = pe.st;
+    }
+done:
+    free(iq);
+    free(ik);
+    free(iw);
+    return st;
+}
+
 /* ---- MLA attention (NOTES.md 3) -------------------------------------------------------------- */
 
 static dc_status attention(dc_model *m, layer *l, ws *w, int64_t n, dc_err *err)
@@ -870,13 +991,26 @@ static dc_status attention(dc_model *m, layer *l, ws *w, int64_t n, dc_err *err)
             memcpy(kr + dn, kpe, (size_t)dr * sizeof(float));
         }
     }
-    /* scores s[t] = (q_s . k_t) * scale for t <= s; p = softmax; o = sum_t p[t] v_t */
+    /* V3.2: the keys each query may attend to (all of them while n <= index_topk) */
+    uint8_t *sel = NULL;
+    const int64_t nb = (n + 7) / 8;
+    if (m->iH && n > m->itopk) {
+        if (!(sel = dc_malloc((size_t)(n * nb), err)))
+            return DC_ERR_NOMEM;
+        if ((st = indexer_select(m, l, w, n, sel, err))) {
+            free(sel);
+            return st;
+        }
+    }
+    /* scores s[t] = (q_s . k_t) * scale for t <= s (and t selected); p = softmax; o = sum_t p[t] v_t */
     float scale = m->softmax_scale;
     par_err pe = {0};
     /* with a hook: also lat = sum_t p[t] kvn_t [n][H][c], llama.cpp's attn_v_b input */
     float *lat = m->hook ? malloc((size_t)(n * H * c) * sizeof(float)) : NULL;
-    if (m->hook && !lat)
+    if (m->hook && !lat) {
+        free(sel);
         return dc_err_set(err, DC_ERR_NOMEM, "out of memory (latent attention outputs)");
+    }
 #pragma omp parallel if (n * n * H * (dq + dv) / 2 >= PAR_MIN)
     {
         float *p = malloc((size_t)n * sizeof(float));
@@ -892,7 +1026,12 @@ static dc_status attention(dc_model *m, layer *l, ws *w, int64_t n, dc_err *err)
             int64_t s = i / H, h = i % H;
             const float *qv = w->q + (s * H + h) * dq;
             float mx = -INFINITY;
+            const uint8_t *srow = sel ? sel + s * nb : NULL;
             for (int64_t t = 0; t <= s; t++) {
+                if (srow && !(srow[t >> 3] >> (t & 7) & 1)) {
+                    p[t] = -INFINITY; /* exp gives 0: the key is left out */
+                    continue;
+                }
                 p[t] = dot1(qv, w->k + (t * H + h) * dq, dq) * scale;
                 if (p[t] > mx)
                     mx = p[t];
@@ -926,6 +1065,7 @@ static dc_status attention(dc_model *m, layer *l, ws *w, int64_t n, dc_err *err)
         }
         free(p);
     }
+    free(sel);
     if (pe.st) {
         free(lat);
         *err = pe.err;

@@ -571,6 +571,8 @@ int main(int argc, char **argv)
               !sh("'%s' -q mkmodel '%s/qwen2' --preset qwen2-tiny && '%s' -q convert '%s/qwen2' '%s/qwen2.gguf' --to gguf --type f32",
                   dc_bin, S, dc_bin, S, S) &&
               !sh("'%s' -q mkmodel '%s/llama' --preset llama-tiny && '%s' -q convert '%s/llama' '%s/llama.gguf' --to gguf --type f32",
+                  dc_bin, S, dc_bin, S, S) &&
+              !sh("'%s' -q mkmodel '%s/v32' --preset v32-tiny && '%s' -q convert '%s/v32' '%s/v32.gguf' --to gguf --type f32",
                   dc_bin, S, dc_bin, S, S);
     CHECK_MSG(ok, "making the input models");
     if (!ok)
@@ -586,7 +588,8 @@ int main(int argc, char **argv)
     CHECK(dense_model(a));
 
     /* ---- every file type, every model ---- */
-    const char *models[] = {"tiny.gguf", "oracle.gguf", "wide.gguf", "wide8.gguf", "dense.gguf", "qwen2.gguf", "llama.gguf"};
+    const char *models[] = {"tiny.gguf", "oracle.gguf", "wide.gguf", "wide8.gguf", "dense.gguf", "qwen2.gguf", "llama.gguf",
+                            "v32.gguf" /* deepseek32 (DeepSeek-V3.2): the indexer's tensors */};
     for (size_t mi = 0; mi < sizeof models / sizeof models[0]; mi++)
         for (size_t i = 0; i < sizeof FTYPES / sizeof FTYPES[0]; i++) {
             qcase c = {models[mi], FTYPES[i], FTYPE_IDS[i], NULL, NULL, NULL};
