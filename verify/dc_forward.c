@@ -352,6 +352,13 @@ static dc_status shape_error(const dc_ckpt *ck, const dc_tensor *t, const dc_exp
                           (long long)c->hidden_size, c->n_heads, c->n_kv_heads, c->head_dim,
                           (long long)c->intermediate_size, (long long)c->vocab_size,
                           dc_shape_str(e->ndim, e->shape, want, sizeof want));
+    if (e->info.role >= DC_ROLE_IDX_WQ_B && e->info.role <= DC_ROLE_IDX_WEIGHTS_PROJ)
+        return dc_err_set(err, DC_ERR_MODEL,
+                          "%s: tensor %s (in %s) has shape [%s], but config.json (index_n_heads %d, index_head_dim %d, "
+                          "q_lora_rank %d, hidden_size %lld) implies [%s]",
+                          ck->path, t->name, dc_ckpt_file_name(ck, t), dc_shape_str(t->ndim, t->shape, got, sizeof got),
+                          c->index_n_heads, c->index_head_dim, c->q_lora_rank, (long long)c->hidden_size,
+                          dc_shape_str(e->ndim, e->shape, want, sizeof want));
     return dc_err_set(err, DC_ERR_MODEL,
                       "%s: tensor %s (in %s) has shape [%s], but config.json (hidden_size %lld, heads %d, "
                       "q_lora_rank %d, kv_lora_rank %d, qk dims %d/%d, v_head_dim %d, experts %d, vocab %lld) "
