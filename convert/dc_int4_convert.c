@@ -249,6 +249,7 @@ typedef struct plan {
     int group;
     bool sym;
     bool any_fp8_out;
+    bool has_indexer;     /* DeepSeek-V3.2: self_attn.indexer.* (weights_proj ignored by the config) */
     bool dense_layer[1024];
     int n_layers_total;
 } plan;
@@ -314,6 +315,7 @@ static int cat_of(dc_role r)
     switch (r) {
     case DC_ROLE_Q_PROJ: case DC_ROLE_Q_A_PROJ: case DC_ROLE_Q_B_PROJ: case DC_ROLE_KV_A_PROJ:
     case DC_ROLE_KV_B_PROJ: case DC_ROLE_O_PROJ: case DC_ROLE_K_PROJ: case DC_ROLE_V_PROJ:
+    case DC_ROLE_IDX_WQ_B: case DC_ROLE_IDX_WK: /* V3.2's indexer: Linear modules of self_attn */
         return CAT_ATTN;
     case DC_ROLE_MLP_GATE: case DC_ROLE_MLP_UP: case DC_ROLE_MLP_DOWN:
         return CAT_DENSE;
@@ -639,7 +641,7 @@ static void print_plan(FILE *f, const plan *p, const dc_int4_stats *s)
 
 /* module-name patterns of each category, per config dialect */
 static const char *CT_RE[CAT_N] = {
-    "re:.*self_attn\\.(q_proj|k_proj|v_proj|q_a_proj|q_b_proj|kv_a_proj_with_mqa|kv_b_proj|o_proj)$",
+    "re:.*self_attn\\.(q_proj|k_proj|v_proj|q_a_proj|q_b_proj|kv_a_proj_with_mqa|kv_b_proj|o_proj|indexer\\.wq_b|indexer\\.wk)$",
     "re:.*mlp\\.(gate|up|down)_proj$",
     "re:.*mlp\\.shared_experts\\.(gate|up|down)_proj$",
     "re:.*mlp\\.experts\\.\\d+\\.(gate|up|down)_proj$",
@@ -749,8 +751,9 @@ static cJSON *quant_config(const plan *p, const dc_int4_opts *o)
         cJSON_AddStringToObject(g0, "format", fmt4);
         if (p->any_fp8_out)
             cJSON_AddItemToObject(groups, "group_1", ct_fp8_group(p));
-        const char *always[] = {"lm_head", "re:.*mlp\\.gate$", "re:.*eh_proj$", "re:.*shared_head\\.head$"};
-        cJSON *ig = str_array(always, 4);
+        const char *always[] = {"lm_head", "re:.*mlp\\.gate$", "re:.*eh_proj$", "re:.*shared_head\\.head$",
+                                "re:.*self_attn\\.indexer\\.weights_proj$" /* V3.2: kept BF16 */};
+        cJSON *ig = str_array(always, p->has_indexer ? 5 : 4);
         for (int k = 0; k < CAT_N; k++)
             if (hi[k])
                 cJSON_AddItemToArray(ig, cJSON_CreateString(CT_RE[k]));
@@ -1548,6 +1551,7 @@ dc_status dc_int4_convert(const char *in_path, const char *out_dir, const dc_int
         goto done;
     p.hi_dtype = hi_dtype_of(&ck->cfg);
     p.n_layers_total = ck->cfg.n_layers + ck->cfg.n_mtp_layers;
+    p.has_indexer = ck->cfg.index_n_heads > 0;
     for (int i = 0; i < p.n_layers_total && i < 1024; i++)
         p.dense_layer[i] = !dc_config_layer_is_moe(&ck->cfg, i);
     if ((st = build_plan(ck, o, im, &p, stats, err)))

@@ -113,11 +113,40 @@ check "GGUF read back as deepseek_v32" grep -q "^architecture   deepseek_v32" "$
 check "GGUF: the indexer's parameters read back" grep -q "top 16 keys per query" "$S/stdout"
 expect_rc 0 "logits on the GGUF" "$dc" logits "$S/f.gguf" --tokens "$S/t.json" --out "$S/g.f32"
 
-# ---- 4-bit ----------------------------------------------------------------------------------------
-expect_rc 0 "--to w4a16 --scope all" "$dc" convert "$S/f" "$S/w4" --to w4a16 --scope all
-expect_rc 0 "inspect --check w4a16" "$dc" inspect "$S/w4" --check
-check "w4a16 --scope all leaves the indexer unquantized" bash -c "grep 'indexer.wq_b' '$S/stdout' | grep -vq packed"
-expect_rc 0 "logits on w4a16" "$dc" logits "$S/w4" --tokens "$S/t.json" --out "$S/w4.f32"
+# ---- 4-bit: the indexer's wq_b / wk are attention Linear modules; weights_proj stays BF16 --------------
+for sc in experts all; do
+    expect_rc 0 "--to w4a16 --scope $sc" "$dc" convert "$S/f" "$S/w4-$sc" --to w4a16 --scope $sc
+    expect_rc 0 "inspect --check w4a16 --scope $sc" "$dc" inspect "$S/w4-$sc" --check --no-tensors
+    expect_rc 0 "logits on w4a16 --scope $sc" "$dc" logits "$S/w4-$sc" --tokens "$S/t.json" --out "$S/w4-$sc.f32"
+done
+py - "$S/w4-experts" "$S/w4-all" <<'PY' && ok || bad "w4a16 of V3.2: indexer storage and the config's schemes"
+import json, re, struct, sys, glob, os
+def load(d):
+    h = {}
+    for f in glob.glob(os.path.join(d, "*.safetensors")):
+        n = struct.unpack("<Q", open(f, "rb").read(8))[0]
+        h.update(json.loads(open(f, "rb").read(8 + n)[8:]))
+    return h, json.load(open(os.path.join(d, "config.json")))["quantization_config"]
+def scheme(q, module):  # vLLM's compressed-tensors matching: ignore, then name targets, then "Linear"
+    if any(re.fullmatch(p[3:], module) if p.startswith("re:") else p == module for p in q["ignore"]):
+        return "ignore"
+    for v in q["config_groups"].values():
+        if any(t.startswith("re:") and re.fullmatch(t[3:], module) for t in v["targets"]):
+            return v["format"]
+    for v in q["config_groups"].values():
+        if "Linear" in v["targets"]:
+            return v["format"]
+    return None
+L = "model.layers.1.self_attn.indexer."
+h, q = load(sys.argv[1])   # default scope: attention (and the indexer) kept FP8
+assert h[L + "wq_b.weight"]["dtype"] == "F8_E4M3" and h[L + "wk.weight"]["dtype"] == "F8_E4M3", h[L + "wq_b.weight"]
+assert scheme(q, L + "wq_b") == "float-quantized" and scheme(q, L + "wk") == "float-quantized", q
+assert h[L + "weights_proj.weight"]["dtype"] == "BF16" and scheme(q, L + "weights_proj") == "ignore", q
+h, q = load(sys.argv[2])   # --scope all: 4-bit like the attention
+assert h[L + "wq_b.weight_packed"]["dtype"] == "I32" and scheme(q, L + "wq_b") == "pack-quantized", q
+assert h[L + "weights_proj.weight"]["dtype"] == "BF16" and scheme(q, L + "weights_proj") == "ignore", q
+assert h[L + "k_norm.bias"]["dtype"] == "F32", h[L + "k_norm.bias"]
+PY
 
 # ---- malformed ----------------------------------------------------------------------------------------
 mkbad() { rm -rf "$S/bad"; cp -r "$S/b" "$S/bad"; py -c "import json, sys; p = sys.argv[1]; c = json.load(open(p)); $1; json.dump(c, open(p, 'w'))" "$S/bad/config.json"; }
