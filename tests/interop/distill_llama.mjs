@@ -22,7 +22,7 @@
 // node-llama-cpp is not installed.
 import fs from "node:fs";
 import path from "node:path";
-import {checker, compare, fmt, loadNodeLlamaCpp, readF32, runner, sequenceLogits} from "./lib.mjs";
+import {checker, compare, fmt, loadNodeLlamaCpp, logitsSources, readF32, runner} from "./lib.mjs";
 
 const [dc, npmDir, scratch] = process.argv.slice(2);
 if (!dc || !npmDir || !scratch) {
@@ -37,16 +37,7 @@ fs.rmSync(scratch, {recursive: true, force: true});
 fs.mkdirSync(scratch, {recursive: true});
 const llama = await getLlama({gpu: false, build: "never", logLevel: LlamaLogLevel.error});
 
-async function llamaLogits(gguf, toks) {
-    const model = await llama.loadModel({modelPath: gguf});
-    const r = await sequenceLogits(model, toks, {flashAttention: false});
-    await model.dispose();
-    return r;
-}
-function dcLogits(model, tokFile, out) {
-    run(["logits", model, "--tokens", tokFile, "--out", out]);
-    return readF32(out);
-}
+const {llamaLogits, dcLogits} = logitsSources(llama, run);
 
 // A copy of the llama checkpoint src with attention_bias: random BF16 q/k/v/o biases, one file.
 function withBiases(src, dst) {

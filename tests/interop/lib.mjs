@@ -113,3 +113,21 @@ export async function sequenceLogits(model, toks, extra = {}) {
     await ctx.dispose();
     return {logits: out, V};
 }
+
+// The two logits sources of an interop test: llamaLogits(gguf, toks) loads a GGUF in llama.cpp (flash
+// attention off) and returns sequenceLogits' {logits, V}; dcLogits(model, tokFile, out) runs
+// `deepcast logits` (overwriting out) and returns its Float32Array [L][V].
+export function logitsSources(llama, run) {
+    return {
+        async llamaLogits(gguf, toks) {
+            const model = await llama.loadModel({modelPath: gguf});
+            const r = await sequenceLogits(model, toks, {flashAttention: false});
+            await model.dispose();
+            return r;
+        },
+        dcLogits(model, tokFile, out) {
+            run(["logits", model, "--tokens", tokFile, "--out", out, "--force"]);
+            return readF32(out);
+        },
+    };
+}

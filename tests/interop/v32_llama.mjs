@@ -19,7 +19,7 @@
 // node-llama-cpp is not installed.
 import fs from "node:fs";
 import path from "node:path";
-import {checker, compare, fmt, loadNodeLlamaCpp, readF32, runner, sequenceLogits} from "./lib.mjs";
+import {checker, compare, fmt, loadNodeLlamaCpp, logitsSources, runner} from "./lib.mjs";
 
 const [dc, scratch] = process.argv.slice(2);
 if (!dc || !scratch) {
@@ -34,16 +34,7 @@ fs.rmSync(scratch, {recursive: true, force: true});
 fs.mkdirSync(scratch, {recursive: true});
 const llama = await getLlama({gpu: false, build: "never", logLevel: LlamaLogLevel.error});
 
-async function llamaLogits(gguf, toks) {
-    const model = await llama.loadModel({modelPath: gguf});
-    const r = await sequenceLogits(model, toks, {flashAttention: false});
-    await model.dispose();
-    return r;
-}
-function dcLogits(model, tokFile, out) {
-    run(["logits", model, "--tokens", tokFile, "--out", out, "--force"]);
-    return readF32(out);
-}
+const {llamaLogits, dcLogits} = logitsSources(llama, run);
 function maxDiff(a, b) {
     let m = 0;
     for (let i = 0; i < a.length; i++)
