@@ -941,7 +941,7 @@ static dc_status indexer_select(dc_model *m, layer *l, ws *w, int64_t n, uint8_t
                     float d = dot1(qs + h * iD, kt, iD);
                     v += (d > 0.0f ? d : 0.0f) * ws_[h];
                 }
-                sc[t] = (iscore){v, (int32_t)t};
+                sc[t] = (iscore){v == v ? v : -INFINITY, (int32_t)t}; /* NaN (bad weights): ranked last */
             }
             qsort(sc, (size_t)(s + 1), sizeof *sc, iscore_cmp);
             for (int64_t j = 0; j < topk; j++)
