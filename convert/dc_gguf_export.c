@@ -219,7 +219,7 @@ static dc_gguf_out auto_type(const dc_ckpt *ck)
     return r;
 }
 
-static const char *arch_name(const dc_config *c)
+const char *dc_gguf_arch_name(const dc_config *c)
 {
     return c->arch == DC_ARCH_QWEN2 ? "qwen2" : c->arch == DC_ARCH_LLAMA ? "llama"
            : c->index_n_heads ? "deepseek32" : "deepseek2";
@@ -239,7 +239,7 @@ static dc_status build_plan(const dc_ckpt *ck, const dc_gguf_export_opts *o, pla
     const dc_config *c = &ck->cfg;
     dc_dtype want = out_dtype(p->type);
     dc_status st = DC_OK;
-    p->arch = arch_name(c);
+    p->arch = dc_gguf_arch_name(c);
     if (c->arch == DC_ARCH_QWEN2 && (c->n_heads * c->head_dim != c->hidden_size))
         return dc_err_set(err, DC_ERR_UNSUPPORTED, "%s: llama.cpp's qwen2 needs num_attention_heads x head_dim (%d x %d) = "
                           "hidden_size (%lld)", ck->path, c->n_heads, c->head_dim, (long long)c->hidden_size);

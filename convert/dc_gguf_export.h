@@ -41,6 +41,8 @@ typedef struct dc_gguf_export_stats {
 } dc_gguf_export_stats;
 
 void dc_gguf_export_opts_init(dc_gguf_export_opts *o);
+/* llama.cpp's general.architecture for a config: deepseek2, deepseek32 (V3.2), qwen2 or llama. */
+const char *dc_gguf_arch_name(const dc_config *c);
 bool dc_gguf_out_parse(const char *s, dc_gguf_out *t);
 const char *dc_gguf_out_name(dc_gguf_out t);
 

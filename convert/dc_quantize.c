@@ -920,8 +920,7 @@ static dc_status build(const char *in, const dc_quantize_opts *o, qplan *p, dc_q
         const dc_ckpt *ck = dc_gguf_src_ckpt(p->src);
         const dc_config *c = &ck->cfg;
         bool dense = dc_arch_dense(c->arch);
-        snprintf(p->m.arch, sizeof p->m.arch, "%s", c->arch == DC_ARCH_QWEN2 ? "qwen2" : c->arch == DC_ARCH_LLAMA ? "llama"
-                 : c->index_n_heads ? "deepseek32" : "deepseek2");
+        snprintf(p->m.arch, sizeof p->m.arch, "%s", dc_gguf_arch_name(c));
         p->m.n_layer_all = c->n_layers + dc_gguf_src_n_mtp(p->src);
         p->m.n_expert = dense ? 0 : c->n_experts_routed;
         p->m.n_head = c->n_heads;

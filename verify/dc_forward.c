@@ -998,7 +998,9 @@ static dc_status attention(dc_model *m, layer *l, ws *w, int64_t n, dc_err *err)
             memcpy(kr + dn, kpe, (size_t)dr * sizeof(float));
         }
     }
-    /* V3.2: the keys each query may attend to (all of them while n <= index_topk) */
+    /* V3.2: the keys each query may attend to (all of them while n <= index_topk); SEL(row, t): key t
+     * is kept (always without a map) */
+#define SEL(row, t) (!(row) || ((row)[(t) >> 3] >> ((t) & 7) & 1))
     uint8_t *sel = NULL;
     const int64_t nb = (n + 7) / 8;
     if (m->iH && n > m->itopk) {
@@ -1035,7 +1037,7 @@ static dc_status attention(dc_model *m, layer *l, ws *w, int64_t n, dc_err *err)
             float mx = -INFINITY;
             const uint8_t *srow = sel ? sel + s * nb : NULL;
             for (int64_t t = 0; t <= s; t++) {
-                if (srow && !(srow[t >> 3] >> (t & 7) & 1)) {
+                if (!SEL(srow, t)) {
                     p[t] = -INFINITY; /* exp gives 0: the key is left out */
                     continue;
                 }
@@ -1053,6 +1055,8 @@ static dc_status attention(dc_model *m, layer *l, ws *w, int64_t n, dc_err *err)
             for (int64_t d = 0; d < dv; d++)
                 ov[d] = 0.0f;
             for (int64_t t = 0; t <= s; t++) {
+                if (!SEL(srow, t))
+                    continue; /* a weight of 0: skipping it leaves the same sums */
                 float pt = p[t] * inv;
                 const float *vv = w->kvb + (t * H + h) * dkv + dn;
                 for (int64_t d = 0; d < dv; d++)
@@ -1063,6 +1067,8 @@ static dc_status attention(dc_model *m, layer *l, ws *w, int64_t n, dc_err *err)
                 for (int64_t d = 0; d < c; d++)
                     lv[d] = 0.0f;
                 for (int64_t t = 0; t <= s; t++) {
+                    if (!SEL(srow, t))
+                        continue;
                     float pt = p[t] * inv;
                     const float *kv = w->kvn + t * c;
                     for (int64_t d = 0; d < c; d++)
@@ -1085,6 +1091,7 @@ static dc_status attention(dc_model *m, layer *l, ws *w, int64_t n, dc_err *err)
     /* out = wo(o) -> [n][D] */
     return matmul(m, &l->wo, w->o, n, w->f, err);
 }
+#undef SEL
 
 /* ---- grouped-query attention of the dense archs (transformers' Qwen2Attention / LlamaAttention) -- */
 
